@@ -1,6 +1,6 @@
 """Machinery shared by the flows: target gradients, their count, state checks.
 
-Every flow step in this package obtains `grad l(z)` through `value_and_gradient`,
+Every flow step in this package obtains `grad l(z)` from `value_and_gradient`,
 so a `GradientCounter` passed to a flow counts exactly the gradient evaluations
 the flow performs. That count is the cost unit of the paper's speed claim
 (Langevin: K per flow, HVAE reference code: 2K, cached leapfrog: K + 1).
@@ -179,7 +179,7 @@ def broadcast_to_batch(log_det, state):
 
 
 def check_num_steps(num_steps):
-  """Returns `num_steps` as a Python `int`; ValueError unless static and >= 0."""
+  """Returns `num_steps` as a Python `int`; ValueError unless static, >= 0."""
   value = tf.get_static_value(num_steps) if tf.is_tensor(num_steps) else (
       num_steps)
   if (value is None or isinstance(value, bool) or np.ndim(value) != 0 or

@@ -37,12 +37,12 @@ class QuasiSymplecticLangevin(tfb.Bijector):
 
   ```none
   Forward (x = [z, rho] -> y = [z', rho']):
-    rho_a = exp(-nu * tau / 2) * rho               # half damping, K_II(tau/2, .) of Eq. 7
-    z_a   = z + tau / 2 * rho_a                    # half drift
-    rho_b = rho_a + tau * grad l(z_a)              # kick: the step's only gradient
-            + sqrt(tau) * sigma * xi               #   (noise term only if sigma != 0)
-    z'    = z_a + tau / 2 * rho_b                  # half drift
-    rho'  = exp(-nu * tau / 2) * rho_b             # half damping, K_II(tau/2, .) of Eq. 7
+    rho_a = exp(-nu * tau / 2) * rho     # half damping (K_II of Eq. 7)
+    z_a   = z + tau / 2 * rho_a          # half drift
+    rho_b = rho_a + tau * grad l(z_a)    # kick: the step's only gradient
+            + sqrt(tau) * sigma * xi     #   (noise term only if sigma != 0)
+    z'    = z_a + tau / 2 * rho_b        # half drift
+    rho'  = exp(-nu * tau / 2) * rho_b   # half damping (K_II of Eq. 7)
 
   Inverse (y = [z', rho'] -> x = [z, rho]):
     rho_b = exp(+nu * tau / 2) * rho'
@@ -107,8 +107,9 @@ class QuasiSymplecticLangevin(tfb.Bijector):
        Langevin-type equations. _IMA Journal of Numerical Analysis_,
        23(4):593-626, 2003.
 
-  [2]: Zihao Wang and Herve Delingette. Quasi-symplectic Langevin Variational
-       Autoencoder. 2020. https://arxiv.org/abs/2009.01675
+  [2]: Zihao Wang and Herve Delingette. Quasi-symplectic Langevin
+       Variational Autoencoder. (The paper this package reproduces; its
+       Eqs. 7, 8 and 13 are corrected as noted above.)
   """
 
   def __init__(self,
@@ -131,9 +132,11 @@ class QuasiSymplecticLangevin(tfb.Bijector):
         shape `[D]`.
       noise_scale: Floating-point `Tensor` `sigma >= 0`, a scalar or shape
         `[D]`. Default value: `0.` (deterministic step, as in the paper).
-      seed: Stateless seed (an `int32` `Tensor` of shape `[2]`, or anything
-        `tfp.random.sanitize_seed` accepts) for the noise `xi`. Required
-        unless `noise_scale` is statically zero; ignored then.
+      seed: Seed of the noise `xi`: a stateless seed (`int32` `Tensor` of
+        shape `[2]`, or a pair of Python ints), or anything
+        `tfp.random.sanitize_seed` accepts (a Python int is TFP-stateful: it
+        is turned into a stateless seed once, here). Required unless
+        `noise_scale` is statically zero; ignored then.
       gradient_counter: Optional `GradientCounter` counting the executed
         gradient evaluations (one per `forward` or `inverse` call).
       validate_args: Python `bool`; if `True`, check `step_size > 0`,
@@ -324,9 +327,12 @@ def langevin_flow(target_log_prob_fn,
 
   The steps form a `tfb.Chain`, which handles the structured `[1, 1]` event
   (its min event ndims are inferred as `[1, 1]`; its log-det is the sum of the
-  steps'). Its log-det walks the steps, so `forward_log_det_jacobian(x)`
-  re-uses the cached forward pass through `x` (as `TransformedDistribution`
-  does); called on an uncached input it runs the forward steps first.
+  steps'). The chain's log-det walks the steps forward to find each step's
+  input, so on an input not seen before `forward_log_det_jacobian(x)` runs
+  the K steps (K gradients); the steps' caches then answer `forward(x)` on the
+  same tensors, and vice versa: `forward` plus `forward_log_det_jacobian` on
+  one input cost K gradient evaluations in total, in eager mode and within one
+  traced function.
 
   `num_steps == 0` gives the identity on `[z, rho]` with log-det 0 and no
   gradient evaluation. TFP's empty `Chain` is a single-part identity (it would

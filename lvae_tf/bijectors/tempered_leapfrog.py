@@ -1,4 +1,4 @@
-"""The HVAE flow: K tempered leapfrog steps as one bijector (math.md section 3)."""
+"""The HVAE flow: K tempered leapfrog steps as one bijector (math.md s. 3)."""
 
 import tensorflow as tf
 import tensorflow_probability as tfp
