@@ -1,0 +1,150 @@
+r"""Table 1 of the paper: train one model, evaluate ELBO and NLL, regenerate the table.
+
+    python -m experiments.table1 --flow=langevin --steps=10 --preset=quick
+    python -m experiments.table1 --flow=hvae --hvae_gradient=cached --steps=5
+    python -m experiments.table1 --table_only      # rebuild results/table1/table1.md
+
+Each run trains in `--workdir/<run name>/` (checkpoints, TensorBoard; started again with the
+same command it resumes), writes one JSON record to `--results_dir/records/` and rebuilds
+`--results_dir/table1.md` from every record there. Flags given explicitly override the preset.
+Bad flags exit with status 2 and write nothing.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum('flow', 'langevin', ['langevin', 'hvae', 'vae'],
+                  'Flow of the model (vae = no flow, K = 0).')
+flags.DEFINE_integer('steps', 10, 'Flow steps K (0 for vae).', lower_bound=0)
+flags.DEFINE_enum('hvae_gradient', 'reference', ['reference', 'cached'],
+                  'HVAE leapfrog gradients: reference (2K) or cached (K+1).')
+flags.DEFINE_enum('tempering', 'fixed', ['fixed', 'free', 'none'],
+                  'HVAE tempering scheme.')
+flags.DEFINE_enum('preset', 'quick', ['paper', 'quick', 'tiny'],
+                  'paper: the paper protocol (GPU); quick: ~10 min on 2 CPU '
+                  'cores; tiny: seconds, for smoke tests (numbers meaningless).')
+flags.DEFINE_integer('batch_size', None, 'Training batch size.', lower_bound=1)
+flags.DEFINE_integer('max_epochs', None, 'Epoch budget.', lower_bound=1)
+flags.DEFINE_integer('steps_per_epoch', None,
+                     'Training steps between validation checks.', lower_bound=1)
+flags.DEFINE_integer('patience', None,
+                     'Epochs without validation improvement before stopping.',
+                     lower_bound=0)
+flags.DEFINE_float('learning_rate', None, 'Adamax learning rate.',
+                   lower_bound=0.)
+flags.DEFINE_float('step_size', None, 'Initial flow step size, in (0, 0.5).')
+flags.DEFINE_float('damping', None, 'Initial Langevin damping nu, > 0.')
+flags.DEFINE_bool('learn_flow', None, 'Learn step sizes/damping/temperature.')
+flags.DEFINE_enum('activation', None, ['softplus', 'relu', 'elu', 'tanh'],
+                  'Hidden activation of encoder and decoder.')
+flags.DEFINE_integer('nll_samples', None, 'Importance samples per test image.',
+                     lower_bound=1)
+flags.DEFINE_integer('nll_passes', None, 'Passes over the test set for NLL.',
+                     lower_bound=1)
+flags.DEFINE_integer('nll_test_images', None,
+                     'Test images used for NLL (0 = all).', lower_bound=0)
+flags.DEFINE_integer('seed', None, 'Random seed.')
+flags.DEFINE_bool('jit_compile', None, 'Compile train/test steps with XLA.')
+flags.DEFINE_bool('deterministic', None, 'Enable TF op determinism.')
+flags.DEFINE_enum('strategy', None, ['default', 'mirrored', 'multiworker'],
+                  'tf.distribute strategy (multiworker reads TF_CONFIG).')
+flags.DEFINE_string('workdir', 'runs', 'Root of per-run work directories.')
+flags.DEFINE_string('results_dir', os.path.join('results', 'table1'),
+                    'Where records and table1.md go.')
+flags.DEFINE_bool('table_only', False, 'Only rebuild the table from records.')
+
+# Flag name -> Config field, for flags that override the preset when given.
+_OVERRIDES = {
+    'batch_size': 'batch_size', 'max_epochs': 'max_epochs',
+    'steps_per_epoch': 'steps_per_epoch', 'patience': 'patience',
+    'learning_rate': 'learning_rate', 'step_size': 'step_size',
+    'damping': 'damping', 'learn_flow': 'learn_flow',
+    'activation': 'activation', 'nll_samples': 'nll_samples',
+    'nll_passes': 'nll_passes', 'nll_test_images': 'nll_test_images',
+    'seed': 'seed', 'jit_compile': 'jit_compile',
+    'deterministic': 'deterministic', 'strategy': 'strategy',
+}
+
+
+def _fail(message, status=2):
+  sys.stderr.write(f'error: {message}\n')
+  sys.exit(status)
+
+
+def _parse_flags(argv):
+  """absl parsing, but a bad flag exits with status 2 (usage error), not 1."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(f'{e}\nRun with --helpfull for the list of flags.')
+
+
+def config_from_flags():
+  from lvae_tf import train  # pylint: disable=g-import-not-at-top
+  steps = FLAGS.steps
+  if FLAGS.flow == 'vae' and not FLAGS['steps'].present:
+    steps = 0
+  config = train.Config(flow=FLAGS.flow, num_steps=steps,
+                        hvae_gradient=FLAGS.hvae_gradient,
+                        tempering=FLAGS.tempering, preset=FLAGS.preset,
+                        **train.PRESETS[FLAGS.preset])
+  for flag, field in _OVERRIDES.items():
+    if FLAGS[flag].value is not None:
+      setattr(config, field, FLAGS[flag].value)
+  return config
+
+
+def run_name(config):
+  flow = config.flow
+  if flow == 'hvae':
+    flow += f'-{config.hvae_gradient}'
+  return f'{flow}-K{config.num_steps}-{config.preset}-seed{config.seed}'
+
+
+def write_table(results_dir):
+  from lvae_tf import results  # pylint: disable=g-import-not-at-top
+  records = results.load_records(os.path.join(results_dir, 'records'))
+  if not records:
+    return None
+  table = results.table1_markdown(records)
+  results.write_text_atomic(os.path.join(results_dir, 'table1.md'), table)
+  return table
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f'unexpected arguments {argv[1:]}')
+  if FLAGS.table_only:
+    table = write_table(FLAGS.results_dir)
+    print(table or f'no records under {FLAGS.results_dir}/records')
+    return
+  from lvae_tf import data, models, results, train  # pylint: disable=g-import-not-at-top,multiple-imports
+  config = config_from_flags()
+  try:
+    config.validate()
+    for d in (FLAGS.workdir, FLAGS.results_dir):
+      if os.path.exists(d) and not os.access(d, os.W_OK):
+        raise train.ConfigError(f'output directory {d!r} is not writable.')
+    name = run_name(config)
+    record = train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))
+  except (train.ConfigError, data.DataError) as e:
+    _fail(str(e))
+  except models.NonFiniteLossError as e:
+    _fail(str(e), status=1)
+  record_path = os.path.join(FLAGS.results_dir, 'records', f'{name}.json')
+  results.write_json_atomic(record_path, record)
+  m = record['metrics']
+  print(f'\n{name}: test ELBO {m["test_elbo"]:.2f}, NLL {m["nll_mean"]:.2f} '
+        f'± {m["nll_std"]:.2f} ({config.nll_samples} samples, '
+        f'{m["nll_test_images"]} images, {config.nll_passes} passes)')
+  print(f'record: {record_path}\n')
+  print(write_table(FLAGS.results_dir))
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,400 @@
+"""Configs, `train_and_evaluate(config, workdir)`, resumable training and evaluation.
+
+One run = one config (a dataclass, written next to the results) -> one work directory holding
+`config.json`, checkpoints (latest and best), TensorBoard logs and `record.json`.
+
+Training uses Keras `fit` (progress bar, History, TensorBoard, `tf.distribute`). Early stopping
+and checkpointing live in one callback, `ResumableTraining`, because Keras' own EarlyStopping
+keeps its state (best value, patience counter, best weights) in memory only: a killed run would
+restart its patience from scratch. Here that state is a `tf.train.Checkpoint` next to the
+model and optimizer, so a run killed at any moment and started again with the same command
+continues from its last completed epoch and ends with the same weights as an uninterrupted run
+(the data stream and the flow noise are stateless functions of the global step, see
+`lvae_tf.data.train_dataset` and `FlowVAE.train_step`).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from lvae_tf import data as data_lib
+from lvae_tf import models
+from lvae_tf import results
+
+__all__ = [
+    'Config',
+    'ConfigError',
+    'PRESETS',
+    'ResumableTraining',
+    'build_model',
+    'evaluate_nll',
+    'make_strategy',
+    'train_and_evaluate',
+]
+
+FLOWS = ('vae', 'hvae', 'langevin')
+
+
+class ConfigError(ValueError):
+  """A configuration that cannot run (bad value, or a checkpoint from another config)."""
+
+
+@dataclasses.dataclass
+class Config:
+  """Everything that defines a run. Defaults are the paper's protocol (math.md section 5)."""
+  flow: str = 'langevin'            # 'vae' | 'hvae' | 'langevin'
+  num_steps: int = 10               # K
+  hvae_gradient: str = 'reference'  # 'reference' (2K gradients) | 'cached' (K+1)
+  tempering: str = 'fixed'          # HVAE: 'fixed' | 'free' | 'none'
+  step_size: float = 0.0            # initial tau / eps; 0 -> model default
+  damping: float = 0.1              # Langevin initial nu
+  initial_temperature: float = 1.5  # HVAE 'fixed' initial T0
+  learn_flow: bool = True
+  latent_dim: int = 64
+  activation: str = 'softplus'
+  init: str = 'reference'
+  batch_size: int = 1000
+  learning_rate: float = 5e-4
+  steps_per_epoch: int = 50         # validation ELBO checked every this many steps
+  max_epochs: int = 2000
+  patience: int = 100               # epochs without validation improvement
+  eval_batch_size: int = 1000
+  nll_samples: int = 1000
+  nll_passes: int = 3
+  nll_chunk: int = 100
+  nll_batch_size: int = 100
+  nll_test_images: int = 0          # 0 -> the whole test set
+  train_images: int = 0             # 0 -> all 50k (a subset for tests)
+  valid_images: int = 0             # 0 -> all 10k
+  seed: int = 85547
+  jit_compile: bool = False
+  deterministic: bool = False       # tf.config.experimental.enable_op_determinism
+  strategy: str = 'default'         # 'default' | 'mirrored' | 'multiworker'
+  preset: str = 'custom'
+  verbose: int = 2
+
+  def validate(self):
+    """Raises `ConfigError` naming the bad field, its value and what was expected."""
+    def need(cond, msg):
+      if not cond:
+        raise ConfigError(msg)
+    need(self.flow in FLOWS, f'flow must be one of {FLOWS}, got {self.flow!r}.')
+    need(self.num_steps >= 0, f'steps (K) must be >= 0, got {self.num_steps}.')
+    need(self.flow != 'vae' or self.num_steps == 0,
+         f"flow 'vae' has no flow steps: steps must be 0, got {self.num_steps}.")
+    need(self.flow == 'vae' or self.num_steps >= 1,
+         f'flow {self.flow!r} needs steps >= 1, got {self.num_steps} '
+         "(use --flow=vae for K = 0).")
+    need(self.hvae_gradient in ('reference', 'cached'),
+         f"hvae_gradient must be 'reference' or 'cached', got "
+         f'{self.hvae_gradient!r}.')
+    need(self.tempering in ('fixed', 'free', 'none'),
+         f"tempering must be 'fixed', 'free' or 'none', got {self.tempering!r}.")
+    need(self.step_size == 0 or 0 < self.step_size < 0.5,
+         f'step_size must be in (0, 0.5) (0 = model default), got '
+         f'{self.step_size}.')
+    need(self.damping > 0, f'damping must be > 0, got {self.damping}.')
+    need(self.initial_temperature > 1,
+         f'initial_temperature must be > 1, got {self.initial_temperature}.')
+    for name in ('batch_size', 'eval_batch_size', 'steps_per_epoch',
+                 'max_epochs', 'nll_samples', 'nll_passes', 'nll_chunk',
+                 'nll_batch_size', 'latent_dim'):
+      need(getattr(self, name) > 0,
+           f'{name} must be positive, got {getattr(self, name)}.')
+    need(self.patience >= 0, f'patience must be >= 0, got {self.patience}.')
+    need(self.learning_rate > 0,
+         f'learning_rate must be positive, got {self.learning_rate}.')
+    for name in ('nll_test_images', 'train_images', 'valid_images'):
+      need(getattr(self, name) >= 0,
+           f'{name} must be >= 0 (0 = all), got {getattr(self, name)}.')
+    need(self.strategy in ('default', 'mirrored', 'multiworker'),
+         f"strategy must be 'default', 'mirrored' or 'multiworker', got "
+         f'{self.strategy!r}.')
+    need(self.activation in ('softplus', 'relu', 'elu', 'tanh'),
+         f'activation must be softplus, relu, elu or tanh, got '
+         f'{self.activation!r}.')
+    need(self.init in ('reference', 'glorot'),
+         f"init must be 'reference' or 'glorot', got {self.init!r}.")
+
+  def training_identity(self):
+    """The fields a checkpoint depends on: resuming with other values is refused."""
+    keep = ('flow', 'num_steps', 'hvae_gradient', 'tempering', 'step_size',
+            'damping', 'initial_temperature', 'learn_flow', 'latent_dim',
+            'activation', 'init', 'batch_size', 'learning_rate',
+            'steps_per_epoch', 'train_images', 'seed')
+    return {k: getattr(self, k) for k in keep}
+
+
+# The paper's budget reads "steps" as epochs (math.md section 5): 50 steps of batch 1000.
+PRESETS = {
+    'paper': dict(batch_size=1000, steps_per_epoch=50, max_epochs=2000,
+                  patience=100, nll_samples=1000, nll_passes=3),
+    # About 10 minutes for K = 10 on a 2-core CPU (numbers in the README).
+    'quick': dict(batch_size=100, steps_per_epoch=250, max_epochs=6,
+                  patience=6, activation='relu', eval_batch_size=500,
+                  nll_samples=100, nll_passes=1, nll_chunk=50,
+                  nll_test_images=1000),
+    # Seconds: for tests and smoke runs only; its numbers mean nothing.
+    'tiny': dict(batch_size=20, steps_per_epoch=3, max_epochs=2, patience=2,
+                 latent_dim=8, eval_batch_size=50, nll_samples=6, nll_passes=2,
+                 nll_chunk=3, nll_batch_size=25, nll_test_images=50,
+                 train_images=200, valid_images=50),
+}
+
+
+def make_strategy(name):
+  """`tf.distribute` strategy by name; 'multiworker' reads the cluster from `TF_CONFIG`."""
+  if name == 'default':
+    return tf.distribute.get_strategy()
+  if name == 'mirrored':
+    return tf.distribute.MirroredStrategy()
+  if name == 'multiworker':
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ConfigError(f'unknown strategy {name!r}.')
+
+
+def build_model(config, output_bias=0., gradient_counter=None):
+  """The model a config describes (registry `lvae_tf.models.MODELS`)."""
+  kwargs = dict(latent_dim=config.latent_dim, activation=config.activation,
+                init=config.init, output_bias=output_bias, seed=config.seed,
+                gradient_counter=gradient_counter)
+  if config.flow == 'vae':
+    return models.VAE(**kwargs)
+  flow_kwargs = dict(num_steps=config.num_steps, learn_flow=config.learn_flow)
+  if config.step_size:
+    flow_kwargs['step_size'] = config.step_size
+  if config.flow == 'langevin':
+    flow_kwargs['damping'] = config.damping
+  else:
+    flow_kwargs.update(tempering=config.tempering,
+                       initial_temperature=config.initial_temperature,
+                       gradient_mode=config.hvae_gradient)
+  return models.MODELS[config.flow](**kwargs, **flow_kwargs)
+
+
+class ResumableTraining(keras.callbacks.Callback):
+  """Checkpoint every epoch, keep the best weights, stop early; all of it resumable.
+
+  State (`epoch`, `best`, `wait`, `stopped`) is a set of variables saved with the model and
+  optimizer in the latest checkpoint; the best weights go to a second checkpoint whenever the
+  monitored validation value improves. A non-finite training loss stops the run with
+  `NonFiniteLossError` naming the step, and leaves the last good checkpoint untouched.
+  """
+
+  def __init__(self, workdir, model, patience, monitor='val_elbo'):
+    super().__init__()
+    self.monitor = monitor
+    self.patience = patience
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
+    self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+    self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.stopped = tf.Variable(False, trainable=False)
+    state = tf.train.Checkpoint(epoch=self.epoch, best=self.best,
+                                best_epoch=self.best_epoch, wait=self.wait,
+                                stopped=self.stopped)
+    self.latest = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                            state=state),
+        os.path.join(workdir, 'checkpoints', 'latest'), max_to_keep=2)
+    self.best_weights = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model),
+        os.path.join(workdir, 'checkpoints', 'best'), max_to_keep=1)
+
+  def restore(self):
+    """Restores the latest checkpoint if there is one; returns the epoch to start from."""
+    if self.latest.latest_checkpoint:
+      self.latest.checkpoint.restore(
+          self.latest.latest_checkpoint).assert_existing_objects_matched()
+    return int(self.epoch.numpy())
+
+  @property
+  def done(self):
+    return bool(self.stopped.numpy())
+
+  def restore_best(self):
+    if self.best_weights.latest_checkpoint:
+      self.best_weights.checkpoint.restore(
+          self.best_weights.latest_checkpoint).assert_existing_objects_matched()
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get('loss')
+    if loss is not None and not math.isfinite(float(loss)):
+      step = int(self.model.optimizer.iterations.numpy())
+      raise models.NonFiniteLossError(
+          f'Training loss became {loss} at step {step} (epoch '
+          f'{int(self.epoch.numpy()) + 1}, batch {batch + 1}). Likely cause: a '
+          f'flow step size or learning rate too large for this model (the '
+          f'dynamics diverged). The last good checkpoint (end of epoch '
+          f'{int(self.epoch.numpy())}) is kept; no result record was written.')
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = (logs or {}).get(self.monitor)
+    if value is None:
+      raise KeyError(f'{self.monitor!r} missing from the epoch logs; pass '
+                     'validation_data to fit.')
+    if not math.isfinite(value):
+      raise models.NonFiniteLossError(
+          f'Validation {self.monitor} is {value} after epoch {epoch + 1}. '
+          'Likely cause: step size too large. The last good checkpoint is kept.')
+    if value > self.best.numpy():
+      self.best.assign(value)
+      self.best_epoch.assign(epoch)
+      self.wait.assign(0)
+      self.best_weights.save(checkpoint_number=epoch + 1)
+    else:
+      self.wait.assign_add(1)
+    self.epoch.assign(epoch + 1)
+    if self.wait.numpy() >= self.patience > 0:
+      self.stopped.assign(True)
+      self.model.stop_training = True
+    self.latest.save(checkpoint_number=epoch + 1)
+
+
+def _check_workdir(workdir, config):
+  """Creates `workdir`, refuses a checkpoint made by a different configuration."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write-test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise ConfigError(f'output directory {workdir!r} is not writable: {e}.') \
+        from e
+  path = os.path.join(workdir, 'config.json')
+  identity = config.training_identity()
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f).get('training_identity', {})
+    diff = {k: (saved.get(k), v) for k, v in identity.items()
+            if saved.get(k) != v}
+    if diff:
+      raise ConfigError(
+          f'{workdir!r} holds a checkpoint of a different configuration '
+          f'(field: (checkpoint, requested)) {diff}. Use another --output_dir '
+          'or delete that directory to start over.')
+  else:
+    results.write_json_atomic(path, {'config': dataclasses.asdict(config),
+                                     'training_identity': identity})
+
+
+def _subset(images, n):
+  return images[:n] if n else images
+
+
+def evaluate_nll(model, images, config, seed):
+  """Importance-sampled NLL (math.md section 4): mean over images, per pass; mean +- std."""
+  per_pass = []
+  for p in range(config.nll_passes):
+    dataset = data_lib.eval_dataset(images, config.nll_batch_size,
+                                    seed=(seed, 1000 + p),
+                                    binarization='dynamic')
+    values = []
+    for i, x in enumerate(dataset):
+      values.append(model.log_marginal_likelihood(
+          x, num_samples=config.nll_samples, chunk_size=config.nll_chunk,
+          seed=(seed, 100000 * (p + 1) + i)))
+    per_pass.append(-float(np.mean(np.concatenate(values))))
+  std = float(np.std(per_pass, ddof=1)) if len(per_pass) > 1 else 0.
+  return float(np.mean(per_pass)), std, per_pass
+
+
+def train_and_evaluate(config, workdir, mnist=None):
+  """Trains (resuming if `workdir` holds a checkpoint), evaluates, writes `record.json`.
+
+  Args:
+    config: `Config`.
+    workdir: directory for config, checkpoints, TensorBoard logs and the record.
+    mnist: optional `lvae_tf.data.Mnist` (default: `data.load_mnist()`).
+
+  Returns:
+    The record (a dict), also written atomically to `workdir/record.json`.
+
+  Raises:
+    ConfigError: bad configuration, unwritable `workdir`, or a checkpoint from another
+      configuration. Nothing is written in that case.
+    lvae_tf.data.DataError: data missing or corrupt.
+    lvae_tf.models.NonFiniteLossError: training diverged (no record written).
+  """
+  config.validate()
+  mnist = mnist or data_lib.load_mnist()
+  _check_workdir(workdir, config)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  keras.utils.set_random_seed(config.seed)
+  strategy = make_strategy(config.strategy)
+  train_images = _subset(mnist.train_images, config.train_images)
+  valid_images = _subset(mnist.valid_images, config.valid_images)
+  test_images = mnist.test_images
+  if len(train_images) < config.batch_size:
+    raise ConfigError(f'batch_size {config.batch_size} exceeds the '
+                      f'{len(train_images)} training images.')
+
+  with strategy.scope():
+    model = build_model(
+        config, output_bias=models.output_bias_from_images(train_images))
+    model.compile(optimizer=keras.optimizers.Adamax(config.learning_rate),
+                  jit_compile=config.jit_compile)
+    model(tf.zeros([1, 28, 28, 1]))  # create the weights before restoring
+    state = ResumableTraining(workdir, model, config.patience)
+  initial_epoch = state.restore()
+
+  valid = data_lib.eval_dataset(valid_images, config.eval_batch_size,
+                                seed=(config.seed, 1), binarization='fixed')
+  t0 = time.time()
+  if not state.done and initial_epoch < config.max_epochs:
+    if initial_epoch:
+      print(f'Resuming from epoch {initial_epoch} '
+            f'(step {initial_epoch * config.steps_per_epoch}).')
+    train = data_lib.train_dataset(
+        train_images, config.batch_size, seed=config.seed,
+        start_step=initial_epoch * config.steps_per_epoch)
+    model.fit(train, epochs=config.max_epochs, initial_epoch=initial_epoch,
+              steps_per_epoch=config.steps_per_epoch, validation_data=valid,
+              callbacks=[state, keras.callbacks.TensorBoard(
+                  os.path.join(workdir, 'tensorboard'), profile_batch=0)],
+              verbose=config.verbose)
+  train_seconds = time.time() - t0
+  state.restore_best()
+
+  t0 = time.time()
+  test = data_lib.eval_dataset(test_images, config.eval_batch_size,
+                               seed=(config.seed, 2), binarization='dynamic')
+  test_elbo = model.evaluate(test, verbose=0, return_dict=True)['elbo']
+  valid_elbo = model.evaluate(valid, verbose=0, return_dict=True)['elbo']
+  elbo_seconds = time.time() - t0
+  t0 = time.time()
+  nll_images = _subset(test_images, config.nll_test_images)
+  nll_mean, nll_std, nll_passes = evaluate_nll(model, nll_images, config,
+                                               config.seed)
+  nll_seconds = time.time() - t0
+
+  record = {
+      'kind': 'table1_run',
+      'config': dataclasses.asdict(config),
+      'environment': results.environment(),
+      'data_source': mnist.source,
+      'metrics': {
+          'test_elbo': float(test_elbo),
+          'valid_elbo': float(valid_elbo),
+          'nll_mean': nll_mean,
+          'nll_std': nll_std,
+          'nll_per_pass': nll_passes,
+          'nll_test_images': len(nll_images),
+          'best_epoch': int(state.best_epoch.numpy()) + 1,
+          'epochs_trained': int(state.epoch.numpy()),
+          'train_steps': int(model.optimizer.iterations.numpy()),
+          'flow_parameters': model.flow_parameters(),
+      },
+      'wall_seconds': {'train_this_invocation': train_seconds,
+                       'test_elbo': elbo_seconds, 'nll': nll_seconds},
+  }
+  results.write_json_atomic(os.path.join(workdir, 'record.json'), record)
+  return record

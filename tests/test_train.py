@@ -1,0 +1,131 @@
+"""Training: loss goes down, resume is exact, the CLI writes records and refuses bad input."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from lvae_tf import data
+from lvae_tf import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def mnist():
+  return data.load_mnist()
+
+
+def _tiny(**overrides):
+  config = train.Config(preset='tiny', **train.PRESETS['tiny'])
+  config.verbose = 0
+  config.deterministic = True
+  return dataclasses.replace(config, **overrides)
+
+
+def _weights(workdir, config):
+  model = train.build_model(config)
+  model(tf.zeros([1, 28, 28, 1]))
+  ckpt = tf.train.Checkpoint(model=model)
+  ckpt.restore(tf.train.latest_checkpoint(
+      os.path.join(workdir, 'checkpoints', 'latest'))).expect_partial()
+  return [w.numpy() for w in model.weights]
+
+
+@pytest.mark.parametrize('flow,steps,gradient', [
+    ('vae', 0, 'reference'), ('langevin', 2, 'reference'),
+    ('hvae', 2, 'cached')])
+def test_training_reduces_loss_and_moves_flow_parameters(
+    mnist, tmp_path, flow, steps, gradient):
+  config = _tiny(flow=flow, num_steps=steps, hvae_gradient=gradient,
+                 batch_size=50, train_images=1000, steps_per_epoch=10,
+                 max_epochs=1, learning_rate=3e-3, patience=0)
+  model = train.build_model(config, output_bias=-1.5)
+  model.compile(optimizer=keras.optimizers.Adamax(3e-3))
+  x = next(iter(data.eval_dataset(mnist.train_images[:200], 200, seed=(0, 1),
+                                  binarization='fixed')))
+  before_loss = -float(tf.reduce_mean(model.elbo(x, tf.constant([0, 0]))))
+  before = {v.name: v.numpy().copy() for v in model.trainable_variables}
+  ds = data.train_dataset(mnist.train_images[:1000], 50, seed=1)
+  model.fit(ds, steps_per_epoch=30, epochs=1, verbose=0)
+  after_loss = -float(tf.reduce_mean(model.elbo(x, tf.constant([0, 0]))))
+  assert after_loss < before_loss - 5., (before_loss, after_loss)
+  for v in model.trainable_variables:
+    if 'step_size' in v.name or 'damping' in v.name or 'temperature' in v.name:
+      assert not np.allclose(v.numpy(), before[v.name]), v.name
+
+
+def test_resume_gives_identical_weights(mnist, tmp_path):
+  config = _tiny(flow='langevin', num_steps=2, max_epochs=3, patience=0)
+  full = str(tmp_path / 'full')
+  train.train_and_evaluate(config, full, mnist)
+  split = str(tmp_path / 'split')
+  train.train_and_evaluate(dataclasses.replace(config, max_epochs=1), split,
+                           mnist)
+  record = train.train_and_evaluate(config, split, mnist)
+  assert record['metrics']['train_steps'] == 3 * config.steps_per_epoch
+  for a, b in zip(_weights(full, config), _weights(split, config)):
+    np.testing.assert_array_equal(a, b)
+  with open(os.path.join(full, 'record.json')) as f:
+    full_record = json.load(f)
+  assert full_record['metrics']['nll_mean'] == record['metrics']['nll_mean']
+
+
+def test_checkpoint_of_other_config_is_refused(mnist, tmp_path):
+  config = _tiny(flow='vae', num_steps=0, max_epochs=1)
+  train.train_and_evaluate(config, str(tmp_path), mnist)
+  with pytest.raises(train.ConfigError, match='different configuration'):
+    train.train_and_evaluate(dataclasses.replace(config, latent_dim=4),
+                             str(tmp_path), mnist)
+
+
+def test_divergence_stops_with_clear_error_and_no_record(mnist, tmp_path):
+  from lvae_tf import models  # pylint: disable=g-import-not-at-top
+  config = _tiny(flow='vae', num_steps=0, learning_rate=1e12, max_epochs=2)
+  with pytest.raises(models.NonFiniteLossError, match='at step'):
+    train.train_and_evaluate(config, str(tmp_path), mnist)
+  assert not os.path.exists(tmp_path / 'record.json')
+
+
+def _cli(args, cwd):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
+  return subprocess.run([sys.executable, '-m', 'experiments.table1', *args],
+                        cwd=cwd, env=env, capture_output=True, text=True,
+                        timeout=600)
+
+
+def test_cli_tiny_run_writes_record_and_table(tmp_path):
+  out = _cli(['--flow=langevin', '--steps=2', '--preset=tiny',
+              f'--workdir={tmp_path}/runs', f'--results_dir={tmp_path}/res'],
+             cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-3000:]
+  record_path = tmp_path / 'res' / 'records' / 'langevin-K2-tiny-seed85547.json'
+  record = json.loads(record_path.read_text())
+  assert record['kind'] == 'table1_run'
+  assert np.isfinite(record['metrics']['nll_mean'])
+  assert record['metrics']['test_elbo'] < -record['metrics']['nll_mean'] + 5
+  table = (tmp_path / 'res' / 'table1.md').read_text()
+  assert 'Langevin-VAE K=2' in table and '| NLL (nats) |' in table
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--flow=nope'], 'flow'),
+    (['--steps=-1'], 'steps'),
+    (['--batch_size=0'], 'batch_size'),
+    (['--flow=hvae', '--steps=0'], 'steps >= 1'),
+    (['--nll_samples=0'], 'nll_samples'),
+    (['--step_size=0.7'], 'step_size'),
+    (['--damping=-1'], 'damping'),
+])
+def test_cli_bad_flags_exit_2_and_write_nothing(tmp_path, args, message):
+  out = _cli([*args, '--preset=tiny', f'--workdir={tmp_path}/runs',
+              f'--results_dir={tmp_path}/res'], cwd=ROOT)
+  assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+  assert message in out.stderr
+  assert not os.listdir(tmp_path)
