@@ -15,6 +15,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 FLAGS = flags.FLAGS
 
@@ -84,6 +85,29 @@ def _parse_flags(argv):
     _fail(f'{e}\nRun with --helpfull for the list of flags.')
 
 
+def _check_writable(directory):
+  """Fails before training if `directory` cannot be created or written; leaves nothing."""
+  from lvae_tf import train  # pylint: disable=g-import-not-at-top
+  created = []
+  path = os.path.abspath(directory)
+  while not os.path.exists(path):
+    created.append(path)
+    path = os.path.dirname(path)
+  try:
+    os.makedirs(directory, exist_ok=True)
+    probe = os.path.join(directory, '.write-test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise train.ConfigError(
+        f'output directory {directory!r} is not writable: {e}.') from e
+  finally:
+    for d in created:  # innermost first: leave no empty directories behind
+      if os.path.isdir(d) and not os.listdir(d):
+        os.rmdir(d)
+
+
 def config_from_flags():
   from lvae_tf import train  # pylint: disable=g-import-not-at-top
   steps = FLAGS.steps
@@ -119,6 +143,8 @@ def write_table(results_dir):
 def main(argv):
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here
   if FLAGS.table_only:
     table = write_table(FLAGS.results_dir)
     print(table or f'no records under {FLAGS.results_dir}/records')
@@ -127,9 +153,8 @@ def main(argv):
   config = config_from_flags()
   try:
     config.validate()
-    for d in (FLAGS.workdir, FLAGS.results_dir):
-      if os.path.exists(d) and not os.access(d, os.W_OK):
-        raise train.ConfigError(f'output directory {d!r} is not writable.')
+    _check_writable(FLAGS.workdir)
+    _check_writable(os.path.join(FLAGS.results_dir, 'records'))
     name = run_name(config)
     record = train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))
   except (train.ConfigError, data.DataError) as e:

@@ -33,6 +33,7 @@ __all__ = [
     'PRESETS',
     'ResumableTraining',
     'build_model',
+    'load_trained_model',
     'evaluate_nll',
     'make_strategy',
     'train_and_evaluate',
@@ -58,7 +59,7 @@ class Config:
   learn_flow: bool = True
   latent_dim: int = 64
   activation: str = 'softplus'
-  init: str = 'reference'
+  init: str = 'he'                  # 'he' | 'reference' | 'glorot' (see models/networks.py)
   batch_size: int = 1000
   learning_rate: float = 5e-4
   steps_per_epoch: int = 50         # validation ELBO checked every this many steps
@@ -119,8 +120,8 @@ class Config:
     need(self.activation in ('softplus', 'relu', 'elu', 'tanh'),
          f'activation must be softplus, relu, elu or tanh, got '
          f'{self.activation!r}.')
-    need(self.init in ('reference', 'glorot'),
-         f"init must be 'reference' or 'glorot', got {self.init!r}.")
+    need(self.init in ('he', 'reference', 'glorot'),
+         f"init must be 'he', 'reference' or 'glorot', got {self.init!r}.")
 
   def training_identity(self):
     """The fields a checkpoint depends on: resuming with other values is refused."""
@@ -137,7 +138,7 @@ PRESETS = {
                   patience=100, nll_samples=1000, nll_passes=3),
     # About 10 minutes for K = 10 on a 2-core CPU (numbers in the README).
     'quick': dict(batch_size=100, steps_per_epoch=250, max_epochs=6,
-                  patience=6, activation='relu', eval_batch_size=500,
+                  patience=6, eval_batch_size=500,
                   nll_samples=100, nll_passes=1, nll_chunk=50,
                   nll_test_images=1000),
     # Seconds: for tests and smoke runs only; its numbers mean nothing.
@@ -398,3 +399,33 @@ def train_and_evaluate(config, workdir, mnist=None):
   }
   results.write_json_atomic(os.path.join(workdir, 'record.json'), record)
   return record
+
+
+def load_trained_model(workdir, which='best'):
+  """Rebuilds the model of a run directory and restores its weights.
+
+  Args:
+    workdir: a directory written by `train_and_evaluate` (holds `config.json` and
+      `checkpoints/`).
+    which: `'best'` (best validation ELBO) or `'latest'`.
+
+  Returns:
+    `(model, config)`.
+
+  Raises:
+    FileNotFoundError: no config or no checkpoint in `workdir`.
+  """
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: {workdir!r} is not a run '
+                            'directory of lvae_tf.train.train_and_evaluate.')
+  with open(path) as f:
+    config = Config(**json.load(f)['config'])
+  checkpoint = tf.train.latest_checkpoint(
+      os.path.join(workdir, 'checkpoints', which))
+  if checkpoint is None:
+    raise FileNotFoundError(f'no {which!r} checkpoint under {workdir!r}.')
+  model = build_model(config)
+  model(tf.zeros([1, 28, 28, 1]))
+  tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+  return model, config

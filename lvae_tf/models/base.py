@@ -66,6 +66,25 @@ def _check_images_static(x):
   return x
 
 
+def _replica_standard_normal(like, seed):
+  """`N(0, I)` noise shaped like `like` `(b, D)`, the same on any number of replicas.
+
+  Under `tf.distribute` with R replicas in sync, replica r holds rows `[r b, (r + 1) b)` of the
+  global batch; it draws the global batch's noise `(R b, D)` and keeps its own rows, so every
+  example gets the noise it would get on one device and a distributed run reproduces a
+  single-device run up to floating-point reduction order.
+  """
+  context = tf.distribute.get_replica_context()
+  replicas = 1 if context is None else context.num_replicas_in_sync
+  if replicas == 1:
+    return tf.random.stateless_normal(tf.shape(like), seed, dtype=like.dtype)
+  b = tf.shape(like)[0]
+  noise = tf.random.stateless_normal(
+      tf.concat([[replicas * b], tf.shape(like)[1:]], 0), seed, dtype=like.dtype)
+  start = tf.cast(context.replica_id_in_sync_group, tf.int32) * b
+  return noise[start:start + b]
+
+
 class FlowVAE(keras.Model):
   """A VAE whose approximate posterior is pushed through a K-step flow on `[z, rho]`.
 
@@ -82,7 +101,7 @@ class FlowVAE(keras.Model):
   """
 
   def __init__(self, latent_dim=64, num_steps=0, activation='softplus',
-               init='reference', output_bias=0., seed=0, gradient_counter=None,
+               init='he', output_bias=0., seed=0, gradient_counter=None,
                validate_args=False, name=None):
     super().__init__(name=name)
     if latent_dim <= 0:
@@ -156,13 +175,13 @@ class FlowVAE(keras.Model):
     """
     x = _check_images_static(x)
     mu, s = self.encoder(x)
-    q0 = tfd.MultivariateNormalDiag(mu, s)
+    q0 = tfd.MultivariateNormalDiag(mu, s)  # reparameterised: z0 = mu + s * eps
     seed_z, seed_rho = tfp.random.split_seed(seed, n=2)
-    z0 = q0.sample(seed=seed_z)
+    z0 = mu + s * _replica_standard_normal(mu, seed_z)
     momentum = self.momentum_distribution(mu)
     if momentum is None:
       return FlowSample(q0, None, z0, None, z0, None, tf.zeros_like(mu[..., 0]))
-    rho0 = momentum.sample(seed=seed_rho)
+    rho0 = momentum.stddev() * _replica_standard_normal(mu, seed_rho)
     flow = self.flow(self.target_log_prob_fn(x))
     log_det = flow.forward_log_det_jacobian([z0, rho0])
     zk, rhok = flow.forward([z0, rho0])
@@ -203,12 +222,10 @@ class FlowVAE(keras.Model):
   # -- Keras hooks. ------------------------------------------------------------
 
   def _step_seed(self, salt, counter):
-    replica = tf.distribute.get_replica_context()
-    replica_id = 0 if replica is None else replica.replica_id_in_sync_group
-    # TFP's stateless seeds are int32 pairs.
+    # TFP's stateless seeds are int32 pairs. No replica id: under tf.distribute each replica
+    # takes its rows of the global batch's noise (`_replica_standard_normal`).
     return tf.stack([
-        tf.constant(self.seed % 2**20 * 1000 + salt * 100, tf.int32) +
-        tf.cast(replica_id, tf.int32),
+        tf.constant(self.seed % 2**20 * 1000 + salt * 100, tf.int32),
         tf.cast(counter % 2**31, tf.int32)])
 
   def train_step(self, data):
