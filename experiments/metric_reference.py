@@ -1,4 +1,4 @@
-r"""Reference values of classifier FID / IS, so that model numbers can be placed.
+r"""Reference values of classifier FID / IS, to place model numbers against.
 
 Computes, with the shipped MNIST classifier (`lvae_tf.metrics`):
 
@@ -37,10 +37,15 @@ from lvae_tf import data  # pylint: disable=g-import-not-at-top
 from lvae_tf import metrics  # pylint: disable=g-import-not-at-top
 from lvae_tf import results  # pylint: disable=g-import-not-at-top
 
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of subsets, noise, draws.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results',
-                                  'Directory for the JSON and markdown.')
-_NUM_SPLITS = flags.DEFINE_integer('num_splits', 10, 'Splits of the IS.')
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defines the flags; called only when run as a script (not on import)."""
+  flags.DEFINE_integer('seed', 0, 'Seed of subsets, noise, draws.')
+  flags.DEFINE_string('output_dir', 'results',
+                      'Directory for the JSON and markdown.')
+  flags.DEFINE_integer('num_splits', 10, 'Splits of the IS.')
 
 
 def gaussian_blur(images, sigma):
@@ -216,16 +221,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
   mnist = data.load_mnist()
-  rows, accuracy, seconds = compute_references(mnist, _SEED.value,
-                                               _NUM_SPLITS.value)
+  rows, accuracy, seconds = compute_references(mnist, FLAGS.seed,
+                                               FLAGS.num_splits)
   with open(metrics.assets_dir() / metrics.RECORD_FILENAME,
             encoding='utf-8') as f:
     clf = json.load(f)
   record = {
       'metric': 'classifier FID / classifier IS (lvae_tf.metrics); not '
                 'Inception-based',
-      'seed': _SEED.value,
-      'num_splits': _NUM_SPLITS.value,
+      'seed': FLAGS.seed,
+      'num_splits': FLAGS.num_splits,
       'rows': rows,
       'test_accuracy': accuracy,
       'classifier': {k: clf[k] for k in (
@@ -237,14 +242,15 @@ def main(argv):
                   f'{platform.processor() or platform.machine()}',
       'environment': results.environment(),
   }
-  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
   results.write_json_atomic(
-      os.path.join(_OUTPUT_DIR.value, 'metric_reference.json'), record)
+      os.path.join(FLAGS.output_dir, 'metric_reference.json'), record)
   markdown = to_markdown(record)
   results.write_text_atomic(
-      os.path.join(_OUTPUT_DIR.value, 'metric_reference.md'), markdown)
+      os.path.join(FLAGS.output_dir, 'metric_reference.md'), markdown)
   print(markdown)
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -44,20 +44,29 @@ from lvae_tf import data  # pylint: disable=g-import-not-at-top
 from lvae_tf import metrics  # pylint: disable=g-import-not-at-top
 from lvae_tf import results  # pylint: disable=g-import-not-at-top
 
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of weights, order, draws.')
-_EPOCHS = flags.DEFINE_integer('epochs', 6, 'Training epochs.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Batch size.')
-_LEARNING_RATE = flags.DEFINE_float(
-    'learning_rate', 1e-3, 'Initial Adam learning rate (cosine decay to 0).')
-_BINARIZED_FRACTION = flags.DEFINE_float(
-    'binarized_fraction', 0.5,
-    'Probability that a training image is dynamically binarised.')
-_MIN_TEST_ACCURACY = flags.DEFINE_float(
-    'min_test_accuracy', 0.99,
-    'Grey-level test accuracy below which nothing is written.')
-_OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', os.path.join('lvae_tf', 'assets'),
-    'Directory for the weights and the JSON record.')
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defines the flags; called only when run as a script.
+
+  Not at import time, so that tests and other scripts can import this module
+  without clashing absl flag names (e.g. `--seed` of `experiments.table1`).
+  """
+  flags.DEFINE_integer('seed', 0, 'Seed of weights, order, draws.')
+  flags.DEFINE_integer('epochs', 6, 'Training epochs.')
+  flags.DEFINE_integer('batch_size', 128, 'Batch size.')
+  flags.DEFINE_float('learning_rate', 1e-3,
+                     'Initial Adam learning rate (cosine decay to 0).')
+  flags.DEFINE_float(
+      'binarized_fraction', 0.5,
+      'Probability that a training image is dynamically binarised.')
+  flags.DEFINE_float('min_test_accuracy', 0.99,
+                     'Grey-level test accuracy below which nothing is '
+                     'written.')
+  flags.DEFINE_string('output_dir', os.path.join('lvae_tf', 'assets'),
+                      'Directory for the weights and the JSON record.')
+
 
 # Salts for seeds derived from --seed (fold_in), so the streams are distinct.
 _SALT_MIX = 3
@@ -228,15 +237,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
   record = train_classifier(
-      seed=_SEED.value, epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value,
-      learning_rate=_LEARNING_RATE.value,
-      binarized_fraction=_BINARIZED_FRACTION.value,
-      min_test_accuracy=_MIN_TEST_ACCURACY.value,
-      output_dir=_OUTPUT_DIR.value)
+      seed=FLAGS.seed, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
+      learning_rate=FLAGS.learning_rate,
+      binarized_fraction=FLAGS.binarized_fraction,
+      min_test_accuracy=FLAGS.min_test_accuracy,
+      output_dir=FLAGS.output_dir)
   print(f'Wrote {record["weights_file"]} (sha256 {record["weights_sha256"]}, '
-        f'{record["weights_bytes"]:,} bytes) to {_OUTPUT_DIR.value}; '
+        f'{record["weights_bytes"]:,} bytes) to {FLAGS.output_dir}; '
         f'train time {record["train_seconds"]} s.')
 
-
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
