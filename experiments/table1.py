@@ -161,6 +161,8 @@ def main(argv):
     _fail(str(e))
   except models.NonFiniteLossError as e:
     _fail(str(e), status=1)
+  if record['environment']['task'] != 'chief':
+    return  # a non-chief worker of a multi-worker run: the chief writes the results
   record_path = os.path.join(FLAGS.results_dir, 'records', f'{name}.json')
   results.write_json_atomic(record_path, record)
   m = record['metrics']

@@ -27,6 +27,9 @@ def write_text_atomic(path, text):
       f.write(text)
       f.flush()
       os.fsync(f.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -160,6 +160,29 @@ def make_strategy(name):
   raise ConfigError(f'unknown strategy {name!r}.')
 
 
+def _cluster(strategy):
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return None
+  return resolver
+
+
+def _is_chief(strategy):
+  """True unless this process is a non-chief worker of a multi-worker cluster."""
+  resolver = _cluster(strategy)
+  if resolver is None:
+    return True
+  if resolver.task_type == 'chief':
+    return True
+  has_chief = 'chief' in resolver.cluster_spec().as_dict()
+  return resolver.task_type == 'worker' and resolver.task_id == 0 and not has_chief
+
+
+def _task_name(strategy):
+  resolver = _cluster(strategy)
+  return f'{resolver.task_type}-{resolver.task_id}'
+
+
 def build_model(config, output_bias=0., gradient_counter=None):
   """The model a config describes (registry `lvae_tf.models.MODELS`)."""
   kwargs = dict(latent_dim=config.latent_dim, activation=config.activation,
@@ -325,12 +348,18 @@ def train_and_evaluate(config, workdir, mnist=None):
     lvae_tf.models.NonFiniteLossError: training diverged (no record written).
   """
   config.validate()
+  # First: MultiWorkerMirroredStrategy must exist before other TF work in the process.
+  strategy = make_strategy(config.strategy)
   mnist = mnist or data_lib.load_mnist()
+  chief = _is_chief(strategy)
+  if not chief:
+    # Every worker takes part in saving (collectives); only the chief writes the real run
+    # directory, the others a private scratch copy (the tf.distribute convention).
+    workdir = os.path.join(workdir, '.workers', _task_name(strategy))
   _check_workdir(workdir, config)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   keras.utils.set_random_seed(config.seed)
-  strategy = make_strategy(config.strategy)
   train_images = _subset(mnist.train_images, config.train_images)
   valid_images = _subset(mnist.valid_images, config.valid_images)
   test_images = mnist.test_images
@@ -397,7 +426,10 @@ def train_and_evaluate(config, workdir, mnist=None):
       'wall_seconds': {'train_this_invocation': train_seconds,
                        'test_elbo': elbo_seconds, 'nll': nll_seconds},
   }
-  results.write_json_atomic(os.path.join(workdir, 'record.json'), record)
+  record['environment']['replicas'] = strategy.num_replicas_in_sync
+  record['environment']['task'] = ('chief' if chief else _task_name(strategy))
+  if chief:
+    results.write_json_atomic(os.path.join(workdir, 'record.json'), record)
   return record
 
 

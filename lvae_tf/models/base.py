@@ -142,6 +142,22 @@ class FlowVAE(keras.Model):
 
   # -- The model. --------------------------------------------------------------
 
+  def _check_images(self, x):
+    """Static shape/dtype check; with `validate_args`, also finite values in [0, 1]."""
+    x = _check_images_static(x)
+    if self.validate_args:
+      x = tf.debugging.assert_all_finite(
+          x, 'Images contain NaN or Inf; expected binarised pixels in [0, 1].')
+      with tf.control_dependencies([
+          tf.debugging.assert_greater_equal(
+              x, tf.zeros([], x.dtype),
+              message='Images have values < 0; expected pixels in [0, 1].'),
+          tf.debugging.assert_less_equal(
+              x, tf.ones([], x.dtype),
+              message='Images have values > 1; expected pixels in [0, 1].')]):
+        x = tf.identity(x)
+    return x
+
   @property
   def metrics(self):
     return [self.loss_tracker, self.elbo_tracker]
@@ -173,7 +189,7 @@ class FlowVAE(keras.Model):
       `FlowSample(q0, momentum, z0, rho0, zK, rhoK, log_det)`; for K = 0, `momentum`,
       `rho0`, `rhoK` are None and `log_det` is 0.
     """
-    x = _check_images_static(x)
+    x = self._check_images(x)
     mu, s = self.encoder(x)
     q0 = tfd.MultivariateNormalDiag(mu, s)  # reparameterised: z0 = mu + s * eps
     seed_z, seed_rho = tfp.random.split_seed(seed, n=2)
