@@ -49,6 +49,9 @@ flags.DEFINE_integer('nll_passes', None, 'Passes over the test set for NLL.',
                      lower_bound=1)
 flags.DEFINE_integer('nll_test_images', None,
                      'Test images used for NLL (0 = all).', lower_bound=0)
+flags.DEFINE_integer('fid_samples', None,
+                     'Generated images for classifier FID/IS (0 = skip).',
+                     lower_bound=0)
 flags.DEFINE_integer('seed', None, 'Random seed.')
 flags.DEFINE_bool('jit_compile', None, 'Compile train/test steps with XLA.')
 flags.DEFINE_bool('deterministic', None, 'Enable TF op determinism.')
@@ -67,7 +70,7 @@ _OVERRIDES = {
     'damping': 'damping', 'learn_flow': 'learn_flow',
     'activation': 'activation', 'nll_samples': 'nll_samples',
     'nll_passes': 'nll_passes', 'nll_test_images': 'nll_test_images',
-    'seed': 'seed', 'jit_compile': 'jit_compile',
+    'fid_samples': 'fid_samples', 'seed': 'seed', 'jit_compile': 'jit_compile',
     'deterministic': 'deterministic', 'strategy': 'strategy',
 }
 

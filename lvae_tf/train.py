@@ -71,6 +71,7 @@ class Config:
   nll_chunk: int = 100
   nll_batch_size: int = 100
   nll_test_images: int = 0          # 0 -> the whole test set
+  fid_samples: int = 10000          # generated images for classifier FID/IS (0: skip)
   train_images: int = 0             # 0 -> all 50k (a subset for tests)
   valid_images: int = 0             # 0 -> all 10k
   seed: int = 85547
@@ -111,6 +112,8 @@ class Config:
     need(self.patience >= 0, f'patience must be >= 0, got {self.patience}.')
     need(self.learning_rate > 0,
          f'learning_rate must be positive, got {self.learning_rate}.')
+    need(self.fid_samples == 0 or self.fid_samples >= 10,
+         f'fid_samples must be 0 (skip) or >= 10, got {self.fid_samples}.')
     for name in ('nll_test_images', 'train_images', 'valid_images'):
       need(getattr(self, name) >= 0,
            f'{name} must be >= 0 (0 = all), got {getattr(self, name)}.')
@@ -145,7 +148,7 @@ PRESETS = {
     'tiny': dict(batch_size=20, steps_per_epoch=3, max_epochs=2, patience=2,
                  latent_dim=8, eval_batch_size=50, nll_samples=6, nll_passes=2,
                  nll_chunk=3, nll_batch_size=25, nll_test_images=50,
-                 train_images=200, valid_images=50),
+                 train_images=200, valid_images=50, fid_samples=100),
 }
 
 
@@ -330,6 +333,22 @@ def evaluate_nll(model, images, config, seed):
   return float(np.mean(per_pass)), std, per_pass
 
 
+def sample_quality(model, test_images, num_samples, seed):
+  """Classifier FID (vs the grey-level test set) and classifier IS of model samples.
+
+  Samples are Bernoulli means `sigmoid(decoder(z))`, `z ~ N(0, I)`. These are our MNIST
+  classifier's FID/IS (`lvae_tf.metrics`), not Inception's: compare them with
+  `results/metric_reference.md`, not with the paper's numbers.
+  """
+  from lvae_tf import metrics  # pylint: disable=g-import-not-at-top
+  samples = model.sample_images(num_samples, seed=(seed, 3)).numpy()
+  reference = test_images.astype(np.float32) / 255.
+  is_mean, is_std = metrics.classifier_is(samples)
+  return {'classifier_fid': metrics.classifier_fid(samples, reference),
+          'classifier_is': is_mean, 'classifier_is_std': is_std,
+          'fid_samples': num_samples}
+
+
 def train_and_evaluate(config, workdir, mnist=None):
   """Trains (resuming if `workdir` holds a checkpoint), evaluates, writes `record.json`.
 
@@ -405,6 +424,10 @@ def train_and_evaluate(config, workdir, mnist=None):
   nll_mean, nll_std, nll_passes = evaluate_nll(model, nll_images, config,
                                                config.seed)
   nll_seconds = time.time() - t0
+  t0 = time.time()
+  quality = sample_quality(model, test_images, config.fid_samples,
+                           seed=config.seed) if config.fid_samples else {}
+  quality_seconds = time.time() - t0
 
   record = {
       'kind': 'table1_run',
@@ -422,9 +445,11 @@ def train_and_evaluate(config, workdir, mnist=None):
           'epochs_trained': int(state.epoch.numpy()),
           'train_steps': int(model.optimizer.iterations.numpy()),
           'flow_parameters': model.flow_parameters(),
+          **quality,
       },
       'wall_seconds': {'train_this_invocation': train_seconds,
-                       'test_elbo': elbo_seconds, 'nll': nll_seconds},
+                       'test_elbo': elbo_seconds, 'nll': nll_seconds,
+                       'sample_quality': quality_seconds},
   }
   record['environment']['replicas'] = strategy.num_replicas_in_sync
   record['environment']['task'] = ('chief' if chief else _task_name(strategy))

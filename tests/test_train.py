@@ -110,8 +110,12 @@ def test_cli_tiny_run_writes_record_and_table(tmp_path):
   assert record['kind'] == 'table1_run'
   assert np.isfinite(record['metrics']['nll_mean'])
   assert record['metrics']['test_elbo'] < -record['metrics']['nll_mean'] + 5
+  assert record['metrics']['classifier_fid'] > 0
+  assert 1 <= record['metrics']['classifier_is'] <= 10
   table = (tmp_path / 'res' / 'table1.md').read_text()
   assert 'Langevin-VAE K=2' in table and '| NLL (nats) |' in table
+  fid_row = [l for l in table.splitlines() if l.startswith('| classifier FID')][0]
+  assert f"{record['metrics']['classifier_fid']:.2f}" in fid_row
 
 
 @pytest.mark.parametrize('args,message', [
