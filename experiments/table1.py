@@ -13,7 +13,9 @@ Bad flags exit with status 2 and write nothing.
 import os
 import sys
 
-from absl import app
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow is imported
+
+from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 
