@@ -1,0 +1,215 @@
+r"""Figure 2 of the paper: sample grids of Langevin-VAE beside HVAE (K = 5).
+
+    python -m experiments.figure2                      # the quick-preset runs
+    python -m experiments.figure2 --preset=paper --output=results/figure2-paper.png
+    python -m experiments.figure2 --langevin_run=runs/a --hvae_run=runs/b
+
+Loads the best checkpoint of two runs trained by `experiments.table1` (run directories
+`runs/langevin-K5-<preset>-seed85547/` and `runs/hvae-reference-K5-<preset>-seed85547/` by
+default), draws `--num_images` latents `z ~ N(0, I)` (the same draws for both models) and shows
+the Bernoulli means `sigmoid(decoder(z))` as two grids, each titled with the flow, K, the
+preset and the run's test NLL from its `record.json` (if present). The PNG is written
+atomically (temporary file + `os.replace`).
+
+A missing or incomplete run directory exits with status 2, names the path and the command that
+trains it, and writes nothing; so do bad flags.
+"""
+
+import json
+import math
+import os
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+DEFAULT_SEED = 85547  # The first of the reference seeds (math.md section 5).
+
+flags.DEFINE_enum('preset', 'quick', ['paper', 'quick', 'tiny'],
+                  'Preset whose default run directories are used.')
+flags.DEFINE_integer('steps', 5, 'K of the default run directories.',
+                     lower_bound=1)
+flags.DEFINE_string('langevin_run', None,
+                    'Langevin-VAE run directory (default: '
+                    'runs/langevin-K<steps>-<preset>-seed85547).')
+flags.DEFINE_string('hvae_run', None,
+                    'HVAE run directory (default: '
+                    'runs/hvae-reference-K<steps>-<preset>-seed85547).')
+flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
+                  'Which checkpoint of each run to load.')
+flags.DEFINE_integer('num_images', 64, 'Samples per model.', lower_bound=1,
+                     upper_bound=1024)
+flags.DEFINE_integer('seed', 0, 'Seed of the prior draws (shared by both models).')
+flags.DEFINE_string('output', os.path.join('results', 'figure2.png'),
+                    'Output PNG path.')
+flags.DEFINE_integer('dpi', 150, 'Resolution of the PNG.', lower_bound=10)
+
+# Side of the figure -> (flow expected in the run's config, title, table1 flags).
+SIDES = (
+    ('langevin', 'Langevin-VAE', '--flow=langevin'),
+    ('hvae', 'HVAE', '--flow=hvae --hvae_gradient=reference'),
+)
+
+
+class RunError(Exception):
+  """A run directory that cannot be used (missing, incomplete, or the wrong flow)."""
+
+
+def _fail(message, status=2):
+  sys.stderr.write(f'error: {message}\n')
+  sys.exit(status)
+
+
+def _parse_flags(argv):
+  """absl parsing, but a bad flag exits with status 2 (usage error), not 1."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _fail(f'{e}\nRun with --helpfull for the list of flags.')
+
+
+def default_run_dir(flow, steps, preset, seed=DEFAULT_SEED, workdir='runs'):
+  """The directory `experiments.table1` trains into (its `run_name`)."""
+  name = 'hvae-reference' if flow == 'hvae' else flow
+  return os.path.join(workdir, f'{name}-K{steps}-{preset}-seed{seed}')
+
+
+def train_command(flow_flags, steps, preset):
+  return (f'python -m experiments.table1 {flow_flags} --steps={steps} '
+          f'--preset={preset}')
+
+
+def check_run_dir(run_dir, checkpoint, command):
+  """Raises `RunError` (naming `run_dir` and `command`) unless it holds a trained run."""
+  hint = f'Train it with:\n  {command}'
+  if not os.path.isdir(run_dir):
+    raise RunError(f'run directory {run_dir!r} does not exist. {hint}')
+  if not os.path.isfile(os.path.join(run_dir, 'config.json')):
+    raise RunError(f'{run_dir!r} has no config.json: not a run directory of '
+                   f'experiments.table1. {hint}')
+  ckpt_dir = os.path.join(run_dir, 'checkpoints', checkpoint)
+  if not os.path.isfile(os.path.join(ckpt_dir, 'checkpoint')):
+    raise RunError(f'{run_dir!r} has no {checkpoint!r} checkpoint (expected '
+                   f'{ckpt_dir}/checkpoint; the run may not have finished an '
+                   f'epoch). Finish it with the command that started it, e.g.:'
+                   f'\n  {command}')
+
+
+def read_nll(run_dir):
+  """The run's test-NLL metrics from `record.json` (a dict), or `None` if unavailable."""
+  path = os.path.join(run_dir, 'record.json')
+  try:
+    with open(path) as f:
+      metrics = json.load(f)['metrics']
+    float(metrics['nll_mean'])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+  return metrics
+
+
+def panel_title(title, config, nll):
+  """Title lines: model, K and preset; the test NLL from the record and how it was estimated."""
+  head = f'{title}, K = {config.num_steps} ({config.preset} preset)'
+  if nll is None:
+    return f'{head}\nno record.json:\ntest NLL not available'
+  passes = nll.get('nll_per_pass') or [nll['nll_mean']]
+  spread = f' ± {nll.get("nll_std", 0.):.2f}' if len(passes) > 1 else ''
+  images = nll.get('nll_test_images')
+  on = f', {images} images' if images else ''
+  runs = f', {len(passes)} passes' if len(passes) > 1 else ''
+  return (f'{head}\ntest NLL {nll["nll_mean"]:.2f}{spread} nats\n'
+          f'(S = {config.nll_samples} importance samples{on}{runs})')
+
+
+def tile_images(images, num_cols, pad=2, pad_value=1.):
+  """`(n, 28, 28[, 1])` images in [0, 1] -> one `(H, W)` grid, row by row, padded."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  images = np.asarray(images, np.float32)
+  images = images.reshape(images.shape[:3])
+  n, h, w = images.shape
+  num_rows = math.ceil(n / num_cols)
+  grid = np.full((num_rows * (h + pad) + pad, num_cols * (w + pad) + pad),
+                 pad_value, np.float32)
+  for i, image in enumerate(images):
+    r, c = divmod(i, num_cols)
+    top, left = pad + r * (h + pad), pad + c * (w + pad)
+    grid[top:top + h, left:left + w] = image
+  return grid
+
+
+def save_figure_atomic(fig, path, dpi):
+  """Saves a matplotlib figure as PNG via a temporary file + `os.replace`."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.png')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      fig.savefig(f, format='png', dpi=dpi, bbox_inches='tight')
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def make_figure(panels, num_cols):
+  """One row of sample grids; `panels` is a list of `(title, images)`."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  grids = [tile_images(images, num_cols) for _, images in panels]
+  aspect = grids[0].shape[0] / grids[0].shape[1]
+  fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                           figsize=(4.2 * len(panels), 4.2 * aspect + 0.8))
+  for ax, (title, _), grid in zip(axes[0], panels, grids):
+    ax.imshow(grid, cmap='gray', vmin=0., vmax=1., interpolation='nearest')
+    ax.set_title(title, fontsize=10)
+    ax.set_axis_off()
+  fig.suptitle('Samples: Bernoulli means sigmoid(decoder(z)), z ~ N(0, I), '
+               'the same z in both grids', fontsize=9, y=0.02, va='bottom')
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  return fig
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f'unexpected arguments {argv[1:]}')
+  runs = {'langevin': FLAGS.langevin_run, 'hvae': FLAGS.hvae_run}
+  # Check both runs before importing TensorFlow: a missing run fails in a second.
+  plan = []
+  try:
+    for flow, title, flow_flags in SIDES:
+      run_dir = runs[flow] or default_run_dir(flow, FLAGS.steps, FLAGS.preset)
+      command = train_command(flow_flags, FLAGS.steps, FLAGS.preset)
+      check_run_dir(run_dir, FLAGS.checkpoint, command)
+      plan.append((flow, title, run_dir, command))
+  except RunError as e:
+    _fail(str(e))
+
+  from lvae_tf import train  # pylint: disable=g-import-not-at-top
+  panels = []
+  for flow, title, run_dir, command in plan:
+    try:
+      model, config = train.load_trained_model(run_dir, which=FLAGS.checkpoint)
+    except (FileNotFoundError, train.ConfigError, TypeError, ValueError) as e:
+      _fail(f'cannot load {run_dir!r}: {e}\nRetrain it with:\n  {command}')
+    if config.flow != flow:
+      _fail(f'{run_dir!r} holds a {config.flow!r} model, expected {flow!r} '
+            f'(swapped --langevin_run / --hvae_run?).')
+    images = model.sample_images(FLAGS.num_images, seed=(FLAGS.seed, 0))
+    panels.append((panel_title(title, config, read_nll(run_dir)),
+                   images.numpy()))
+    print(f'{title}: {run_dir} ({FLAGS.checkpoint} checkpoint)')
+
+  fig = make_figure(panels, num_cols=math.ceil(math.sqrt(FLAGS.num_images)))
+  save_figure_atomic(fig, FLAGS.output, FLAGS.dpi)
+  print(f'wrote {FLAGS.output}')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)
