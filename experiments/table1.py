@@ -92,7 +92,7 @@ def _parse_flags(argv):
 
 def _check_writable(directory):
   """Fails before training if `directory` cannot be created or written; leaves nothing."""
-  from lvae_tf import train  # pylint: disable=g-import-not-at-top
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   created = []
   path = os.path.abspath(directory)
   while not os.path.exists(path):
@@ -105,7 +105,7 @@ def _check_writable(directory):
       f.write('ok')
     os.remove(probe)
   except OSError as e:
-    raise train.ConfigError(
+    raise config_lib.ConfigError(
         f'output directory {directory!r} is not writable: {e}.') from e
   finally:
     for d in created:  # innermost first: leave no empty directories behind
@@ -114,14 +114,14 @@ def _check_writable(directory):
 
 
 def config_from_flags():
-  from lvae_tf import train  # pylint: disable=g-import-not-at-top
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   steps = FLAGS.steps
   if FLAGS.flow == 'vae' and not FLAGS['steps'].present:
     steps = 0
-  config = train.Config(flow=FLAGS.flow, num_steps=steps,
-                        hvae_gradient=FLAGS.hvae_gradient,
-                        tempering=FLAGS.tempering, preset=FLAGS.preset,
-                        **train.PRESETS[FLAGS.preset])
+  config = config_lib.Config(flow=FLAGS.flow, num_steps=steps,
+                             hvae_gradient=FLAGS.hvae_gradient,
+                             tempering=FLAGS.tempering, preset=FLAGS.preset,
+                             **config_lib.PRESETS[FLAGS.preset])
   for flag, field in _OVERRIDES.items():
     if FLAGS[flag].value is not None:
       setattr(config, field, FLAGS[flag].value)
@@ -154,15 +154,19 @@ def main(argv):
     table = write_table(FLAGS.results_dir)
     print(table or f'no records under {FLAGS.results_dir}/records')
     return
-  from lvae_tf import data, models, results, train  # pylint: disable=g-import-not-at-top,multiple-imports
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config_from_flags()
-  try:
+  try:  # Before TensorFlow is imported: bad input fails in a fraction of a second.
     config.validate()
     _check_writable(FLAGS.workdir)
     _check_writable(os.path.join(FLAGS.results_dir, 'records'))
-    name = run_name(config)
+  except config_lib.ConfigError as e:
+    _fail(str(e))
+  from lvae_tf import data, models, results, train  # pylint: disable=g-import-not-at-top,multiple-imports
+  name = run_name(config)
+  try:
     record = train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))
-  except (train.ConfigError, data.DataError) as e:
+  except (config_lib.ConfigError, data.DataError) as e:
     _fail(str(e))
   except models.NonFiniteLossError as e:
     _fail(str(e), status=1)
