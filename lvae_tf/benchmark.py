@@ -1,0 +1,485 @@
+"""Resource benchmark of the flows (the paper's Figure 3): time, memory, gradient count.
+
+The unit of measurement is one *Keras training step* (`model.make_train_function()`, the
+function `fit` runs, on one batch) and one *evaluation batch* (`model.make_test_function()`,
+the function `evaluate` runs), for the models `lvae_tf.train.build_model` makes:
+
+* `time_calls`: wall-clock seconds of a call, after warm-up (tracing, XLA compilation and
+  the first-run allocations happen there), several repeats; median and interquartile range.
+* `peak_memory`: peak bytes held by TensorFlow's allocator on the device during one call
+  (`tf.config.experimental.reset_memory_stats` + `get_memory_info`, device `GPU:0` if present
+  else `CPU:0`), minus what was allocated before the call, plus the model's own variables
+  (weights, optimizer slots): what a process running only this model would peak at, even
+  when other models live in the same process.
+* `GradientCounter`: target-gradient evaluations actually executed per step, counted by the
+  flow bijectors themselves (Langevin K, HVAE reference 2K, cached K + 1, VAE 0).
+* `largest_batch_by_fit` (any device; the CPU method): peak memory is near-affine in the
+  batch, so fit `peak = a + c * batch` on a few measured batches, solve for the budget, and
+  verify with a run at the found size (stepping down if the verification exceeds it).
+* `largest_batch_by_search` (the GPU method): a binary search whose every trial is a fresh
+  subprocess (`python -m lvae_tf.benchmark trial ...`) that caps the GPU with a logical-device
+  memory limit and runs a training step; out-of-memory = does not fit. Without a GPU the trial
+  cannot cap the device; it then reports whether its measured peak is within the budget.
+
+Everything here is device-agnostic; `experiments/figure3.py` drives it.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from lvae_tf import bijectors as lb
+from lvae_tf import train
+
+__all__ = [
+    'FLOWS',
+    'StepBench',
+    'expected_gradients',
+    'fit_affine',
+    'flow_config',
+    'largest_batch_by_fit',
+    'largest_batch_by_search',
+    'memory_device',
+    'peak_memory',
+    'summarize_times',
+    'time_calls',
+]
+
+GIB = 2**30
+
+# Benchmark flow name -> `train.Config` fields.
+FLOWS = {
+    'langevin': dict(flow='langevin'),
+    'hvae-reference': dict(flow='hvae', hvae_gradient='reference'),
+    'hvae-cached': dict(flow='hvae', hvae_gradient='cached'),
+    'vae': dict(flow='vae'),
+}
+
+
+def expected_gradients(flow, num_steps):
+  """Target-gradient evaluations of one flow pass (math.md section 3)."""
+  k = int(num_steps)
+  return {'langevin': k, 'hvae-reference': 2 * k, 'hvae-cached': k + 1,
+          'vae': 0}[flow]
+
+
+def flow_config(flow, num_steps, **overrides):
+  """The `train.Config` of a benchmark flow name ('langevin', 'hvae-reference', ...)."""
+  if flow not in FLOWS:
+    raise ValueError(f'flow must be one of {tuple(FLOWS)}, got {flow!r}.')
+  config = train.Config(num_steps=0 if flow == 'vae' else int(num_steps),
+                        **FLOWS[flow])
+  config = dataclasses.replace(config, **overrides)
+  config.validate()
+  return config
+
+
+def memory_device():
+  """'GPU:0' if TensorFlow sees a GPU, else 'CPU:0'."""
+  return 'GPU:0' if tf.config.list_physical_devices('GPU') else 'CPU:0'
+
+
+def _sync(outputs):
+  """Waits for a step's outputs (GPU execution is asynchronous)."""
+  return tf.nest.map_structure(
+      lambda t: t.numpy() if hasattr(t, 'numpy') else t, outputs)
+
+
+def time_calls(fn, warmup=2, repeats=5):
+  """Times `fn()` (which must block until done) after `warmup` untimed calls.
+
+  Returns:
+    dict with `times` (seconds of each timed call), `warmup_times` and the summary of
+    `summarize_times`.
+  """
+  warm = []
+  for _ in range(warmup):
+    t0 = time.perf_counter()
+    fn()
+    warm.append(time.perf_counter() - t0)
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return dict(summarize_times(times), times=times, warmup_times=warm)
+
+
+def summarize_times(times):
+  """Median, quartiles, IQR, min and max of a list of seconds."""
+  t = np.asarray(times, dtype=np.float64)
+  if t.size == 0:
+    return {'median': float('nan'), 'q25': float('nan'), 'q75': float('nan'),
+            'iqr': float('nan'), 'min': float('nan'), 'max': float('nan'),
+            'n': 0}
+  q25, med, q75 = np.percentile(t, [25, 50, 75])
+  return {'median': float(med), 'q25': float(q25), 'q75': float(q75),
+          'iqr': float(q75 - q25), 'min': float(t.min()), 'max': float(t.max()),
+          'n': int(t.size)}
+
+
+def peak_memory(fn, device=None, resident_bytes=0):
+  """Peak bytes held by TF's allocator on `device` while `fn()` runs.
+
+  Args:
+    fn: a callable that runs (and blocks on) the work to measure.
+    device: 'GPU:0', 'CPU:0', ...; default `memory_device()`.
+    resident_bytes: memory the measured work needs that is allocated before the call
+      (e.g. the model's weights and optimizer slots, `StepBench.resident_bytes()`).
+
+  Returns:
+    dict: `peak_bytes = transient_bytes + resident_bytes`, what a process holding only
+    this work would peak at; `transient_bytes` (the allocator's peak during the call minus
+    what was allocated when it started: activations, gradients, the batch, temporaries);
+    `allocator_peak_bytes` and `before_bytes` (raw readings, which include everything
+    else the process holds); `device`.
+  """
+  device = device or memory_device()
+  tf.config.experimental.reset_memory_stats(device)
+  before = tf.config.experimental.get_memory_info(device)['current']
+  fn()
+  peak = tf.config.experimental.get_memory_info(device)['peak']
+  return {'peak_bytes': int(peak - before + resident_bytes),
+          'transient_bytes': int(peak - before),
+          'resident_bytes': int(resident_bytes),
+          'allocator_peak_bytes': int(peak), 'before_bytes': int(before),
+          'device': device}
+
+
+def fit_affine(batches, values):
+  """Least-squares `value = intercept + slope * batch`; returns (intercept, slope, max rel. residual)."""
+  b = np.asarray(batches, dtype=np.float64)
+  v = np.asarray(values, dtype=np.float64)
+  if b.size < 2 or np.unique(b).size < 2:
+    raise ValueError(f'need >= 2 distinct batch sizes to fit, got {batches}.')
+  slope, intercept = np.polyfit(b, v, 1)
+  residual = np.max(np.abs(intercept + slope * b - v) / v)
+  return float(intercept), float(slope), float(residual)
+
+
+def largest_batch_by_fit(probe, budget_bytes, fit_batches, max_verify=4,
+                         tolerance=0.02, granularity=1):
+  """Largest batch whose measured peak memory fits `budget_bytes`, by an affine fit.
+
+  Peak memory is near-affine in the batch once activations dominate (at small batches a
+  batch-independent peak, e.g. the optimizer update, can hide the slope: fit on batches
+  large enough). Fit `peak = a + c * batch` on `fit_batches`, solve for 99.5% of the
+  budget, and verify with a run at that batch. If the run exceeds the budget, or uses less
+  than `1 - tolerance` of it, the line through the two measured points nearest the
+  budget (one on each side when there are both) gives the next guess, at most `max_verify`
+  runs in all. The answer is the largest *measured* batch that fits.
+
+  Args:
+    probe: `batch -> peak bytes` (e.g. `StepBench.train_peak`).
+    budget_bytes: the memory budget.
+    fit_batches: batch sizes measured for the fit (>= 2 distinct).
+    max_verify: most verification runs.
+    tolerance: stop once a fitting run uses at least `1 - tolerance` of the budget.
+    granularity: batches are multiples of this.
+
+  Returns:
+    dict: `batch` (the largest measured batch within the budget; 0 if none was),
+    `verified` (a verification run, not just a fit point, fits and is the answer), the
+    fit (`intercept_bytes`, `slope_bytes_per_example`, `max_relative_residual`), the fit
+    points and the verification runs.
+  """
+  points = {int(b): int(probe(int(b))) for b in sorted(set(fit_batches))}
+  intercept, slope, residual = fit_affine(list(points), list(points.values()))
+  if slope <= 0:
+    raise ValueError(f'peak memory does not grow with the batch: {points}.')
+  target = 0.995 * budget_bytes
+  runs = []
+
+  def bounds():
+    ok = [b for b, p in points.items() if p <= budget_bytes]
+    bad = [b for b, p in points.items() if p > budget_bytes]
+    return (max(ok) if ok else 0), (min(bad) if bad else None)
+
+  a, c = intercept, slope
+  for _ in range(max_verify):
+    low, high = bounds()
+    batch = int((target - a) / c) // granularity * granularity
+    batch = max(batch, low + granularity)
+    if high is not None:
+      batch = min(batch, high - granularity)
+    if batch <= low or batch in points:
+      break
+    points[batch] = peak = int(probe(batch))
+    runs.append({'batch': batch, 'peak_bytes': peak,
+                 'fits': peak <= budget_bytes})
+    if budget_bytes >= peak >= (1 - tolerance) * budget_bytes:
+      break
+    # Next guess: the secant through the measured points closest to the budget.
+    low, high = bounds()
+    pair = [low, high] if low and high is not None else sorted(points)[-2:]
+    (b0, b1) = sorted(pair)
+    if points[b1] == points[b0]:
+      break
+    c = (points[b1] - points[b0]) / (b1 - b0)
+    a = points[b0] - c * b0
+    if c <= 0:
+      break
+  batch, _ = bounds()
+  return {
+      'batch': batch,
+      'verified': any(r['batch'] == batch and r['fits'] for r in runs),
+      'method': 'affine-fit+verify', 'budget_bytes': int(budget_bytes),
+      'intercept_bytes': intercept, 'slope_bytes_per_example': slope,
+      'max_relative_residual': residual,
+      'fit_points': [{'batch': b, 'peak_bytes': points[b]}
+                     for b in sorted(set(int(x) for x in fit_batches))],
+      'verification': runs,
+  }
+
+
+class StepBench:
+  """One model with the Keras train/test functions `fit`/`evaluate` run, and their probes.
+
+  The model is `train.build_model(config, gradient_counter=counter)` compiled with Adamax
+  (the paper's optimiser) and `jit_compile` as given. Batches come from an in-memory
+  `tf.data` iterator with an unknown batch dimension (one trace serves every batch size;
+  under XLA each new size compiles once). Weights change as training steps run; a
+  benchmark does not care about the values.
+  """
+
+  def __init__(self, config, jit_compile=False, images=None):
+    """
+    Args:
+      config: a `train.Config` (e.g. from `flow_config`).
+      jit_compile: compile the train and test steps with XLA.
+      images: float32 binary images `(n, 28, 28, 1)` from which batches are cut (tiled if
+        a batch is larger than `n`); default: random binary images.
+    """
+    self.config = config
+    self.jit_compile = bool(jit_compile)
+    self.counter = lb.GradientCounter()
+    self.model = train.build_model(config, output_bias=-1.5,
+                                   gradient_counter=self.counter)
+    self.model.compile(
+        optimizer=keras.optimizers.Adamax(config.learning_rate),
+        jit_compile=self.jit_compile)
+    self.model(tf.zeros([1, 28, 28, 1]))
+    # Create the optimizer slots now: a first call that creates variables makes
+    # `tf.function` trace the (large, second-order) training step twice.
+    self.model.optimizer.build(self.model.trainable_variables)
+    self._train_fn = self.model.make_train_function()
+    self._test_fn = self.model.make_test_function()
+    if images is None:
+      rng = np.random.default_rng(config.seed)
+      images = (rng.random((1000, 28, 28, 1)) < 0.13).astype(np.float32)
+    self._images = np.asarray(images, dtype=np.float32)
+    self._iterators = {}
+
+  def batch(self, batch_size):
+    """`batch_size` images (the first ones, tiled if needed), float32 `(b, 28, 28, 1)`."""
+    n = len(self._images)
+    reps = math.ceil(batch_size / n)
+    x = self._images if reps == 1 else np.concatenate([self._images] * reps)
+    return x[:batch_size]
+
+  def _iterator(self, batch_size):
+    if batch_size not in self._iterators:
+      # `from_tensor_slices(...).batch(b)` leaves the batch dimension unknown (None).
+      ds = tf.data.Dataset.from_tensor_slices(self.batch(batch_size))
+      ds = ds.batch(batch_size).repeat()
+      # No background threads (autotuning, injected prefetch): they would compete with
+      # the measured step for the CPU, and deleting such an iterator blocks for seconds.
+      options = tf.data.Options()
+      options.autotune.enabled = False
+      options.experimental_optimization.inject_prefetch = False
+      self._iterators[batch_size] = iter(ds.with_options(options))
+    return self._iterators[batch_size]
+
+  def forget_batch(self, batch_size):
+    """Frees the iterator (and its copy of the data) of one batch size."""
+    self._iterators.pop(batch_size, None)
+
+  def train_step(self, batch_size):
+    """Runs one training step (blocking); returns its logs as numpy."""
+    return _sync(self._train_fn(self._iterator(batch_size)))
+
+  def test_step(self, batch_size):
+    """Runs one evaluation batch (blocking); returns its logs as numpy."""
+    return _sync(self._test_fn(self._iterator(batch_size)))
+
+  def gradients_per_call(self, fn, calls=1):
+    """Executed target-gradient evaluations per call of `fn` (exact integer check)."""
+    self.counter.reset()
+    for _ in range(calls):
+      fn()
+    total = int(self.counter.count.numpy())
+    if total % calls:
+      raise RuntimeError(f'{total} gradients over {calls} calls is not an '
+                         'integer per call.')
+    return total // calls
+
+  def resident_bytes(self):
+    """Bytes of the model's and the optimizer's variables (weights, slots, counters)."""
+    variables = {id(v): v for v in
+                 self.model.variables + self.model.optimizer.variables()}
+    return int(sum(v.shape.num_elements() * v.dtype.size
+                   for v in variables.values()))
+
+  def train_memory(self, batch_size, device=None, warm=None):
+    """`peak_memory` of one training step at `batch_size`.
+
+    `warm` (default: on a GPU) runs one untimed step at this batch first, so that
+    first-call allocations (cuDNN autotuning workspaces) are not counted.
+    """
+    device = device or memory_device()
+    if warm if warm is not None else device.startswith('GPU'):
+      self.train_step(batch_size)
+    return peak_memory(lambda: self.train_step(batch_size), device,
+                       self.resident_bytes())
+
+  def test_memory(self, batch_size, device=None, warm=None):
+    """`peak_memory` of one evaluation batch at `batch_size` (`warm` as `train_memory`)."""
+    device = device or memory_device()
+    if warm if warm is not None else device.startswith('GPU'):
+      self.test_step(batch_size)
+    return peak_memory(lambda: self.test_step(batch_size), device,
+                       self.resident_bytes())
+
+  def train_peak(self, batch_size, device=None):
+    """Peak allocator bytes of one training step at `batch_size`.
+
+    The function is traced once for every batch size; under XLA the first call at a new
+    size also compiles (the compiler's own memory is not TF allocator memory).
+    """
+    return self.train_memory(batch_size, device)['peak_bytes']
+
+  def test_peak(self, batch_size, device=None):
+    """Peak bytes of one evaluation batch at `batch_size` (see `peak_memory`)."""
+    return self.test_memory(batch_size, device)['peak_bytes']
+
+
+# -- Largest batch by a subprocess search (GPU). ------------------------------
+
+_FITS, _OOM = 0, 3
+
+
+def _trial_main(spec):
+  """Subprocess body: cap the GPU (if any), run train steps at one batch, report."""
+  spec = json.loads(spec)
+  gpus = tf.config.list_physical_devices('GPU')
+  capped = False
+  if gpus:
+    tf.config.set_logical_device_configuration(
+        gpus[0], [tf.config.LogicalDeviceConfiguration(
+            memory_limit=int(spec['budget_mib']))])
+    capped = True
+  config = flow_config(spec['flow'], spec['num_steps'],
+                       **spec.get('overrides', {}))
+  try:
+    bench = StepBench(config, jit_compile=spec['jit_compile'])
+    peak = bench.train_memory(spec['batch'], warm=True)['peak_bytes']
+  except (tf.errors.OpError, MemoryError) as e:
+    # Out of memory is ResourceExhaustedError, but cuDNN/cuBLAS allocation failures can
+    # surface as Internal/Unknown errors; any other error is re-raised.
+    message = str(e)
+    if not (isinstance(e, (tf.errors.ResourceExhaustedError, MemoryError)) or
+            any(w in message.lower() for w in ('out of memory', 'oom',
+                                               'alloc'))):
+      raise
+    print(json.dumps({'fits': False, 'oom': True, 'capped': capped,
+                      'error': message.strip().splitlines()[0][:300]}))
+    return _OOM
+  fits = True if capped else peak <= spec['budget_mib'] * 2**20
+  print(json.dumps({'fits': fits, 'oom': False, 'capped': capped,
+                    'peak_bytes': peak}))
+  return _FITS
+
+
+def _run_trial(spec, timeout):
+  cmd = [sys.executable, '-m', 'lvae_tf.benchmark', 'trial', json.dumps(spec)]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=env, check=False)
+  except subprocess.TimeoutExpired:
+    return {'batch': spec['batch'], 'fits': False, 'error': 'timeout'}
+  result = None
+  for line in reversed(proc.stdout.strip().splitlines()):
+    try:
+      result = json.loads(line)
+      break
+    except json.JSONDecodeError:
+      continue
+  if result is None:  # crashed (e.g. killed by the OOM killer, or a CUDA abort)
+    tail = (proc.stderr or '').strip().splitlines()[-3:]
+    result = {'fits': False, 'oom': None, 'returncode': proc.returncode,
+              'error': ' | '.join(tail)[:500]}
+  result['batch'] = spec['batch']
+  return result
+
+
+def largest_batch_by_search(flow, num_steps, budget_mib=4096, jit_compile=False,
+                            low=1, high=None, overrides=None, granularity=10,
+                            timeout=1800):
+  """Largest training batch that runs within `budget_mib`, by bracketing and bisection.
+
+  Each trial is a fresh process (`python -m lvae_tf.benchmark trial`), so no allocator
+  state carries over. On a GPU the trial caps the device with
+  `tf.config.set_logical_device_configuration(memory_limit=budget_mib)` and fits = no
+  out-of-memory error; without a GPU it fits = measured peak <= budget.
+
+  Args:
+    flow, num_steps: benchmark flow name and K.
+    budget_mib: memory budget in MiB.
+    jit_compile: XLA.
+    low: first guess of a batch that fits (halved until one does).
+    high: first guess of a batch that does not fit (doubled until one fails); default
+      `2 * low`. A good bracket (e.g. +-10% around an estimate from measured peaks) saves
+      trials.
+    overrides: extra `train.Config` fields.
+    granularity: stop when `high - low <= granularity`.
+    timeout: seconds per trial.
+
+  Returns:
+    dict `batch` (largest fitting batch found, 0 if even batch 1 fails), `method`,
+    `capped_device`, and every trial.
+  """
+  base = dict(flow=flow, num_steps=int(num_steps), budget_mib=int(budget_mib),
+              jit_compile=bool(jit_compile), overrides=overrides or {})
+  trials = []
+
+  def fits(batch):
+    result = _run_trial(dict(base, batch=int(batch)), timeout)
+    trials.append(result)
+    return bool(result.get('fits'))
+
+  def answer(batch):
+    return {'batch': int(batch), 'method': 'subprocess-search',
+            'capped_device': any(t.get('capped') for t in trials),
+            'budget_bytes': int(budget_mib) * 2**20, 'trials': trials}
+
+  low = max(1, int(low))
+  high = max(low + 1, int(high or 2 * low))
+  while not fits(low):
+    if low == 1:
+      return answer(0)
+    low, high = max(1, low // 2), low
+  while fits(high):
+    low, high = high, 2 * high
+  while high - low > granularity:
+    mid = (low + high) // 2
+    if fits(mid):
+      low = mid
+    else:
+      high = mid
+  return answer(low)
+
+
+if __name__ == '__main__':
+  if len(sys.argv) == 3 and sys.argv[1] == 'trial':
+    sys.exit(_trial_main(sys.argv[2]))
+  sys.stderr.write('usage: python -m lvae_tf.benchmark trial <json spec>\n')
+  sys.exit(2)
