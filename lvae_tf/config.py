@@ -5,6 +5,7 @@ fraction of a second, before TensorFlow loads.
 """
 
 import dataclasses
+from typing import Optional
 
 __all__ = ['Config', 'ConfigError', 'FLOWS', 'PRESETS']
 
@@ -23,7 +24,7 @@ class Config:
   num_steps: int = 10               # K
   hvae_gradient: str = 'reference'  # 'reference' (2K gradients) | 'cached' (K+1)
   tempering: str = 'fixed'          # HVAE: 'fixed' | 'free' | 'none'
-  step_size: float = 0.0            # initial tau / eps; 0 -> model default
+  step_size: Optional[float] = None  # initial tau / eps; None -> model default (0.2)
   damping: float = 0.1              # Langevin initial nu
   initial_temperature: float = 1.5  # HVAE 'fixed' initial T0
   learn_flow: bool = True
@@ -69,9 +70,8 @@ class Config:
          f'{self.hvae_gradient!r}.')
     need(self.tempering in ('fixed', 'free', 'none'),
          f"tempering must be 'fixed', 'free' or 'none', got {self.tempering!r}.")
-    need(self.step_size == 0 or 0 < self.step_size < 0.5,
-         f'step_size must be in (0, 0.5) (0 = model default), got '
-         f'{self.step_size}.')
+    need(self.step_size is None or 0 < self.step_size < 0.5,
+         f'step_size must be in (0, 0.5), got {self.step_size}.')
     need(self.damping > 0, f'damping must be > 0, got {self.damping}.')
     need(self.initial_temperature > 1,
          f'initial_temperature must be > 1, got {self.initial_temperature}.')

@@ -85,7 +85,7 @@ def build_model(config, output_bias=0., gradient_counter=None):
   if config.flow == 'vae':
     return models.VAE(**kwargs)
   flow_kwargs = dict(num_steps=config.num_steps, learn_flow=config.learn_flow)
-  if config.step_size:
+  if config.step_size is not None:
     flow_kwargs['step_size'] = config.step_size
   if config.flow == 'langevin':
     flow_kwargs['damping'] = config.damping
@@ -283,6 +283,9 @@ def train_and_evaluate(config, workdir, mnist=None):
     model.compile(optimizer=keras.optimizers.Adamax(config.learning_rate),
                   jit_compile=config.jit_compile)
     model(tf.zeros([1, 28, 28, 1]))  # create the weights before restoring
+    # Create the optimizer slots now: otherwise the first step creates them and TF traces the
+    # (large, second-order) training step twice (measured: first call 4.3 s -> 1.6 s, K = 1).
+    model.optimizer.build(model.trainable_variables)
     state = ResumableTraining(workdir, model, config.patience)
   initial_epoch = state.restore()
 

@@ -40,6 +40,12 @@ class GradientCounter(tf.Module):
   Counting is opt-in: without a counter, `value_and_gradient` creates no
   variable ops at all.
 
+  The count is of *requested* evaluations. Under `jit_compile=True`, XLA may
+  merge identical computations: the reference leapfrog's start-of-step
+  gradient equals the previous step's end-of-step one, and XLA computes it
+  once (measured on CPU: reference and cached HVAE then use the same memory),
+  while the counter still reads 2K.
+
   #### Examples
 
   ```python
