@@ -18,11 +18,12 @@ trains it, and writes nothing; so do bad flags.
 import json
 import math
 import os
-import sys
 import tempfile
 
 from absl import app
 from absl import flags
+
+from experiments import cli  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
 
@@ -58,17 +59,6 @@ class RunError(Exception):
   """A run directory that cannot be used (missing, incomplete, or the wrong flow)."""
 
 
-def _fail(message, status=2):
-  sys.stderr.write(f'error: {message}\n')
-  sys.exit(status)
-
-
-def _parse_flags(argv):
-  """absl parsing, but a bad flag exits with status 2 (usage error), not 1."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    _fail(f'{e}\nRun with --helpfull for the list of flags.')
 
 
 def default_run_dir(flow, steps, preset, seed=DEFAULT_SEED, workdir='runs'):
@@ -178,7 +168,7 @@ def make_figure(panels, num_cols):
 
 def main(argv):
   if len(argv) > 1:
-    _fail(f'unexpected arguments {argv[1:]}')
+    cli.fail(f'unexpected arguments {argv[1:]}')
   runs = {'langevin': FLAGS.langevin_run, 'hvae': FLAGS.hvae_run}
   # Check both runs before importing TensorFlow: a missing run fails in a second.
   plan = []
@@ -189,7 +179,7 @@ def main(argv):
       check_run_dir(run_dir, FLAGS.checkpoint, command)
       plan.append((flow, title, run_dir, command))
   except RunError as e:
-    _fail(str(e))
+    cli.fail(str(e))
 
   from lvae_tf import train  # pylint: disable=g-import-not-at-top
   panels = []
@@ -197,9 +187,9 @@ def main(argv):
     try:
       model, config = train.load_trained_model(run_dir, which=FLAGS.checkpoint)
     except (FileNotFoundError, train.ConfigError, TypeError, ValueError) as e:
-      _fail(f'cannot load {run_dir!r}: {e}\nRetrain it with:\n  {command}')
+      cli.fail(f'cannot load {run_dir!r}: {e}\nRetrain it with:\n  {command}')
     if config.flow != flow:
-      _fail(f'{run_dir!r} holds a {config.flow!r} model, expected {flow!r} '
+      cli.fail(f'{run_dir!r} holds a {config.flow!r} model, expected {flow!r} '
             f'(swapped --langevin_run / --hvae_run?).')
     images = model.sample_images(FLAGS.num_images, seed=(FLAGS.seed, 0))
     panels.append((panel_title(title, config, read_nll(run_dir)),
@@ -212,4 +202,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

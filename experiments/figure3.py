@@ -30,13 +30,14 @@ the targets) and `figure3.png`, atomically. The JSON is rewritten after each XLA
 
 import gc
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from experiments import cli  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
 
@@ -114,18 +115,6 @@ def define_flags():
   flags.DEFINE_bool('plot', True, 'Write figure3.png.')
 
 
-def _fail(message, status=2):
-  sys.stderr.write(f'error: {message}\n')
-  sys.exit(status)
-
-
-def _parse_flags(argv):
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    _fail(f'{e}\nRun with --helpfull for the list of flags.')
-
-
 def settings_from_flags():
   """The preset, overridden by flags given explicitly; validated."""
   s = dict(PRESETS[FLAGS.preset])
@@ -143,20 +132,20 @@ def settings_from_flags():
     s['xla_steps'] = ints(s['xla_steps']) or list(s['steps'])
     s['fit_batches'] = ints(s['fit_batches'])
   except ValueError as e:
-    _fail(f'bad integer list: {e}')
+    cli.fail(f'bad integer list: {e}')
   s['xla'] = words(s['xla'])
   s['largest_batch_xla'] = words(s['largest_batch_xla'])
   s['flows'] = words(FLAGS.flows)
   for f in s['flows']:
     if f not in FLOW_ORDER:
-      _fail(f'unknown flow {f!r}; choose from {FLOW_ORDER}.')
+      cli.fail(f'unknown flow {f!r}; choose from {FLOW_ORDER}.')
   for m in s['xla'] + s['largest_batch_xla']:
     if m not in ('off', 'on'):
-      _fail(f"XLA modes are 'off' and 'on', got {m!r}.")
+      cli.fail(f"XLA modes are 'off' and 'on', got {m!r}.")
   if not s['steps'] or min(s['steps']) < 1:
-    _fail(f'--steps must be K >= 1 values, got {s["steps"]}.')
+    cli.fail(f'--steps must be K >= 1 values, got {s["steps"]}.')
   if len(set(s['fit_batches'])) < 2:
-    _fail(f'--fit_batches needs >= 2 distinct batches, got {s["fit_batches"]}.')
+    cli.fail(f'--fit_batches needs >= 2 distinct batches, got {s["fit_batches"]}.')
   s['train_images'] = FLAGS.train_images
   s['preset'] = FLAGS.preset
   return s
@@ -729,11 +718,11 @@ def write_outputs(report, output_dir, with_plot):
 
 def main(argv):
   if len(argv) > 1:
-    _fail(f'unexpected arguments {argv[1:]}')
+    cli.fail(f'unexpected arguments {argv[1:]}')
   settings = settings_from_flags()
   output_dir = FLAGS.output_dir
   if os.path.exists(output_dir) and not os.access(output_dir, os.W_OK):
-    _fail(f'output directory {output_dir!r} is not writable.')
+    cli.fail(f'output directory {output_dir!r} is not writable.')
   from lvae_tf import results  # pylint: disable=g-import-not-at-top
   t_start = time.perf_counter()
 
@@ -772,4 +761,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

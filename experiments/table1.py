@@ -11,13 +11,14 @@ Bad flags exit with status 2 and write nothing.
 """
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow is imported
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
+
+from experiments import cli  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
 
@@ -77,17 +78,6 @@ _OVERRIDES = {
 }
 
 
-def _fail(message, status=2):
-  sys.stderr.write(f'error: {message}\n')
-  sys.exit(status)
-
-
-def _parse_flags(argv):
-  """absl parsing, but a bad flag exits with status 2 (usage error), not 1."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    _fail(f'{e}\nRun with --helpfull for the list of flags.')
 
 
 def _check_writable(directory):
@@ -147,7 +137,7 @@ def write_table(results_dir):
 
 def main(argv):
   if len(argv) > 1:
-    _fail(f'unexpected arguments {argv[1:]}')
+    cli.fail(f'unexpected arguments {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines are noise here
   if FLAGS.table_only:
@@ -161,15 +151,15 @@ def main(argv):
     _check_writable(FLAGS.workdir)
     _check_writable(os.path.join(FLAGS.results_dir, 'records'))
   except config_lib.ConfigError as e:
-    _fail(str(e))
+    cli.fail(str(e))
   from lvae_tf import data, models, results, train  # pylint: disable=g-import-not-at-top,multiple-imports
   name = run_name(config)
   try:
     record = train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))
   except (config_lib.ConfigError, data.DataError) as e:
-    _fail(str(e))
+    cli.fail(str(e))
   except models.NonFiniteLossError as e:
-    _fail(str(e), status=1)
+    cli.fail(str(e), status=1)
   if record['environment']['task'] != 'chief':
     return  # a non-chief worker of a multi-worker run: the chief writes the results
   record_path = os.path.join(FLAGS.results_dir, 'records', f'{name}.json')
@@ -183,4 +173,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)
