@@ -18,7 +18,6 @@ trains it, and writes nothing; so do bad flags.
 import json
 import math
 import os
-import tempfile
 
 from absl import app
 from absl import flags
@@ -132,19 +131,9 @@ def tile_images(images, num_cols, pad=2, pad_value=1.):
 
 def save_figure_atomic(fig, path, dpi):
   """Saves a matplotlib figure as PNG via a temporary file + `os.replace`."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.png')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      fig.savefig(f, format='png', dpi=dpi, bbox_inches='tight')
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  from lvae_tf import results  # pylint: disable=g-import-not-at-top
+  with results.atomic_path(path, suffix='.png') as tmp:
+    fig.savefig(tmp, format='png', dpi=dpi, bbox_inches='tight')
 
 
 def make_figure(panels, num_cols):

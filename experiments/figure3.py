@@ -689,12 +689,10 @@ def plot(report, path):
   fig.suptitle(f'Langevin-VAE vs HVAE: time (left) and memory (right), XLA off; '
                f'{env["device"]}', fontsize=11)
   fig.tight_layout()
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, '.tmp-figure3.png')
-  fig.savefig(tmp, dpi=110)
+  from lvae_tf import results  # pylint: disable=g-import-not-at-top
+  with results.atomic_path(path, suffix='.png') as tmp:
+    fig.savefig(tmp, dpi=110)
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def write_outputs(report, output_dir, with_plot):

@@ -27,7 +27,6 @@ Usage:
 
 import os
 import sys
-import tempfile
 import time
 
 from absl import app
@@ -122,25 +121,14 @@ def accuracy(model, images, labels):
 
 def save_weights_atomic(model, path):
   """Saves weights as HDF5 to a temporary file, then renames it to `path`."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  # tf_keras picks the file format from the name: keep the '.weights.h5'
-  # suffix (Keras v3 weights-only HDF5), which `load_weights` expects for
-  # the final name too.
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-',
-                             suffix='.weights.h5')
-  os.close(fd)
   # An uncompiled copy, so that the optimizer's slots are not saved with it.
   export = metrics.build_classifier()
   export.set_weights(model.get_weights())
-  try:
+  # tf_keras picks the file format from the name: keep the '.weights.h5'
+  # suffix (Keras v3 weights-only HDF5), which `load_weights` expects for
+  # the final name too.
+  with results.atomic_path(path, suffix='.weights.h5') as tmp:
     export.save_weights(tmp)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600.
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def train_classifier(seed, epochs, batch_size, learning_rate,

@@ -1,5 +1,6 @@
 """Result records: atomic JSON writes, environment description, and the Table 1 layout."""
 
+import contextlib
 import datetime
 import glob
 import json
@@ -8,6 +9,7 @@ import platform
 import tempfile
 
 __all__ = [
+    'atomic_path',
     'environment',
     'load_records',
     'table1_markdown',
@@ -16,17 +18,21 @@ __all__ = [
 ]
 
 
-def write_text_atomic(path, text):
-  """Writes `text` to `path` via a temporary file + `os.replace`: never half-written."""
+@contextlib.contextmanager
+def atomic_path(path, suffix=''):
+  """Yields a temporary path beside `path`; on success renames it to `path`, else removes it.
+
+  Whatever is written to the yielded path (by `open`, `savefig`, `save_weights`, ...) appears at
+  `path` whole or not at all: a crash or kill never leaves a half-written file. `suffix` keeps a
+  file ending that a writer needs to pick its format (e.g. '.weights.h5').
+  """
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-',
-                             suffix=os.path.basename(path))
+                             suffix=suffix or os.path.basename(path))
+  os.close(fd)
   try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
+    yield tmp
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
@@ -35,6 +41,15 @@ def write_text_atomic(path, text):
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def write_text_atomic(path, text):
+  """Writes `text` to `path` via a temporary file + `os.replace`: never half-written."""
+  with atomic_path(path) as tmp:
+    with open(tmp, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
 
 
 def write_json_atomic(path, obj):
