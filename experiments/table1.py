@@ -80,29 +80,6 @@ _OVERRIDES = {
 
 
 
-def _check_writable(directory):
-  """Fails before training if `directory` cannot be created or written; leaves nothing."""
-  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  created = []
-  path = os.path.abspath(directory)
-  while not os.path.exists(path):
-    created.append(path)
-    path = os.path.dirname(path)
-  try:
-    os.makedirs(directory, exist_ok=True)
-    probe = os.path.join(directory, '.write-test')
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
-  except OSError as e:
-    raise config_lib.ConfigError(
-        f'output directory {directory!r} is not writable: {e}.') from e
-  finally:
-    for d in created:  # innermost first: leave no empty directories behind
-      if os.path.isdir(d) and not os.listdir(d):
-        os.rmdir(d)
-
-
 def config_from_flags():
   from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   steps = FLAGS.steps
@@ -148,8 +125,9 @@ def main(argv):
   config = config_from_flags()
   try:  # Before TensorFlow is imported: bad input fails in a fraction of a second.
     config.validate()
-    _check_writable(FLAGS.workdir)
-    _check_writable(os.path.join(FLAGS.results_dir, 'records'))
+    config_lib.check_writable(FLAGS.workdir, keep=False)
+    config_lib.check_writable(os.path.join(FLAGS.results_dir, 'records'),
+                              keep=False)
   except config_lib.ConfigError as e:
     cli.fail(str(e))
   from lvae_tf import data, models, results, train  # pylint: disable=g-import-not-at-top,multiple-imports

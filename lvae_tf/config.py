@@ -5,9 +5,10 @@ fraction of a second, before TensorFlow loads.
 """
 
 import dataclasses
+import os
 from typing import Optional
 
-__all__ = ['Config', 'ConfigError', 'FLOWS', 'PRESETS']
+__all__ = ['Config', 'ConfigError', 'FLOWS', 'PRESETS', 'check_writable']
 
 
 class ConfigError(ValueError):
@@ -125,3 +126,32 @@ PRESETS = {
                  train_images=200, valid_images=50, test_images=200,
                  fid_samples=100),
 }
+
+
+def check_writable(directory, keep=True):
+  """Creates `directory` if needed and proves it writable, or raises `ConfigError`.
+
+  Args:
+    directory: path of an output directory.
+    keep: keep the directories created for the check; `False` removes those it created (so a
+      command that fails later has written nothing).
+  """
+  created = []
+  path = os.path.abspath(directory)
+  while not os.path.exists(path):
+    created.append(path)
+    path = os.path.dirname(path)
+  try:
+    os.makedirs(directory, exist_ok=True)
+    probe = os.path.join(directory, '.write-test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise ConfigError(
+        f'output directory {directory!r} is not writable: {e}.') from e
+  finally:
+    if not keep:
+      for d in created:  # innermost first: leave no empty directories behind
+        if os.path.isdir(d) and not os.listdir(d):
+          os.rmdir(d)

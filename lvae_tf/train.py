@@ -30,6 +30,7 @@ from lvae_tf.config import Config
 from lvae_tf.config import ConfigError
 from lvae_tf.config import FLOWS  # pylint: disable=unused-import
 from lvae_tf.config import PRESETS
+from lvae_tf.config import check_writable
 
 __all__ = [
     'Config',
@@ -177,15 +178,7 @@ class ResumableTraining(keras.callbacks.Callback):
 
 def _check_workdir(workdir, config):
   """Creates `workdir`, refuses a checkpoint made by a different configuration."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write-test')
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
-  except OSError as e:
-    raise ConfigError(f'output directory {workdir!r} is not writable: {e}.') \
-        from e
+  check_writable(workdir)
   path = os.path.join(workdir, 'config.json')
   identity = config.training_identity()
   if os.path.exists(path):
