@@ -142,7 +142,7 @@ def test_trained_model_elbo_below_is_estimate_which_grows_with_samples(mnist):
 
   E[logsumexp_S ln w - ln S] increases with S (Burda et al., 2016) towards ln p(x); the ELBO
   is its S = 1 value. Checked on the mean over 50 test images, where the Monte Carlo error of
-  each estimate (< 0.1 nats) is far below the gaps measured here (> 0.5 nats).
+  estimate is far below the gaps measured here (ELBO -206.5, S = 10: -204.2, S = 100: -203.3).
   """
   config = _tiny(flow='langevin', num_steps=3, latent_dim=8)
   model = train.build_model(config, output_bias=-1.5)
@@ -156,5 +156,7 @@ def test_trained_model_elbo_below_is_estimate_which_grows_with_samples(mnist):
   estimates = [model.log_marginal_likelihood(x, num_samples=s, chunk_size=50,
                                              seed=(4, s)).mean()
                for s in (1, 10, 100)]
-  assert abs(estimates[0] - elbo) < 1.5  # S = 1 is an (unbiased) ELBO sample
+  # S = 1 is one unbiased (non-RB) ELBO draw per image: same expectation as `elbo`. 1.5 nats
+  # allows for its Monte Carlo error over 50 images; measured here: -206.39 vs -206.49.
+  assert abs(estimates[0] - elbo) < 1.5
   assert elbo < estimates[1] < estimates[2], (elbo, estimates)
