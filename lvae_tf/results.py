@@ -7,13 +7,17 @@ import json
 import os
 import platform
 import tempfile
+import warnings
 
 __all__ = [
     'atomic_path',
     'environment',
     'load_records',
+    'protocol_of',
+    'publish',
     'table1_markdown',
     'write_json_atomic',
+    'write_tables',
     'write_text_atomic',
 ]
 
@@ -93,18 +97,65 @@ def environment():
 
 
 def load_records(directory):
-  """All `*/record.json` and `*.json` run records under `directory`, sorted by name."""
+  """All Table 1 run records (`*.json`, recursively) under `directory`, sorted by path.
+
+  A file that is not a readable record (truncated, not JSON, no `config` or `metrics`) is
+  skipped with a warning naming it: one bad file never fails a run or a table, and never
+  vanishes silently.
+  """
   records = []
-  for path in sorted(glob.glob(os.path.join(directory, '**', '*.json'),
-                               recursive=True)):
-    with open(path) as f:
-      try:
+  for path in sorted(glob.glob(os.path.join(directory, '**', '*.json'), recursive=True)):
+    try:
+      with open(path) as f:
         record = json.load(f)
-      except json.JSONDecodeError:
-        continue
-    if isinstance(record, dict) and record.get('kind') == 'table1_run':
-      records.append(record)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+      warnings.warn(f'skipping {path}: not a readable JSON record ({e}).')
+      continue
+    if not isinstance(record, dict) or record.get('kind') != 'table1_run':
+      continue
+    if not (isinstance(record.get('config'), dict) and isinstance(record.get('metrics'), dict)
+            and isinstance(record.get('environment'), dict)):
+      warnings.warn(f'skipping {path}: a table1_run record without config, metrics or '
+                    'environment.')
+      continue
+    records.append(record)
   return records
+
+
+def protocol_of(record):
+  """The record's protocol name (`lvae_tf.config.protocol_name`)."""
+  if 'protocol' in record:
+    return record['protocol']
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.protocol_name(config_lib.Config.from_dict(record['config']))
+
+
+def publish(record, results_dir):
+  """Copies a run record into `<results_dir>/<protocol>/records/` and rebuilds that table.
+
+  Returns:
+    `(record_path, table_markdown)`.
+  """
+  protocol = protocol_of(record)
+  directory = os.path.join(results_dir, protocol)
+  path = os.path.join(directory, 'records', f'{record["run_name"]}.json')
+  write_json_atomic(path, record)
+  table = table1_markdown(load_records(os.path.join(directory, 'records')))
+  write_text_atomic(os.path.join(directory, 'table1.md'), table)
+  return path, table
+
+
+def write_tables(results_dir):
+  """Rebuilds `<results_dir>/<protocol>/table1.md` for every protocol; returns their paths."""
+  by_protocol = {}
+  for record in load_records(results_dir):
+    by_protocol.setdefault(protocol_of(record), []).append(record)
+  paths = []
+  for protocol, records in sorted(by_protocol.items()):
+    path = os.path.join(results_dir, protocol, 'table1.md')
+    write_text_atomic(path, table1_markdown(records))
+    paths.append(path)
+  return paths
 
 
 _FLOW_TITLES = {
@@ -122,57 +173,78 @@ def _column(record):
 
 
 def _fmt(values, digits=2):
+  """One run: `value ± its own uncertainty`; several seeds: `mean ± std over seeds (n)`."""
   if not values:
     return ''
   if len(values) == 1:
-    mean, std = values[0]
-  else:  # several runs of one column: mean and spread over runs
-    means = [v[0] for v in values]
-    mean = sum(means) / len(means)
-    std = (sum((m - mean) ** 2 for m in means) / (len(means) - 1)) ** 0.5
-  if std:
-    return f'{mean:.{digits}f} ± {std:.{digits}f}'
-  return f'{mean:.{digits}f}'
+    mean, err = values[0]
+    return f'{mean:.{digits}f} ± {err:.{digits}f}' if err else f'{mean:.{digits}f}'
+  means = [v[0] for v in values]
+  mean = sum(means) / len(means)
+  std = (sum((m - mean) ** 2 for m in means) / (len(means) - 1)) ** 0.5
+  return f'{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})'
 
 
 def table1_markdown(records):
-  """Markdown laid out like the paper's Table 1: rows NLL, ELBO, FID, IS; columns flow x K."""
+  """Markdown laid out like the paper's Table 1 for the records of ONE protocol.
+
+  Rows NLL, ELBO, FID, IS, epochs and training minutes; columns flow x K. A cell of one run
+  shows the run's own uncertainty (NLL: standard error over test images); a cell of several
+  seeds shows mean ± standard deviation over seeds and their number in parentheses.
+
+  Raises:
+    ValueError: records of more than one protocol (they must never be averaged).
+  """
+  protocols = sorted({protocol_of(r) for r in records})
+  if len(protocols) != 1:
+    raise ValueError(f'table1_markdown needs the records of one protocol, got {protocols}.')
   order = {k: i for i, k in enumerate(_FLOW_TITLES)}
-  columns = sorted({_column(r) for r in records},
-                   key=lambda c: (order.get(c[0], 99), c[1]))
-  cells = {c: {'NLL': [], 'ELBO': [], 'FID': [], 'IS': []} for c in columns}
+  columns = sorted({_column(r) for r in records}, key=lambda c: (order.get(c[0], 99), c[1]))
+  rows = ('NLL', 'ELBO', 'FID', 'IS', 'epochs', 'minutes')
+  cells = {c: {row: [] for row in rows} for c in columns}
   for r in records:
     m = r['metrics']
     cell = cells[_column(r)]
     if 'nll_mean' in m:
-      cell['NLL'].append((m['nll_mean'], m.get('nll_std', 0.)))
+      cell['NLL'].append((m['nll_mean'], m.get('nll_sem', m.get('nll_std', 0.))))
     if 'test_elbo' in m:
-      cell['ELBO'].append((m['test_elbo'], m.get('test_elbo_std', 0.)))
+      cell['ELBO'].append((m['test_elbo'], 0.))
     if 'classifier_fid' in m:
       cell['FID'].append((m['classifier_fid'], 0.))
     if 'classifier_is' in m:
       cell['IS'].append((m['classifier_is'], m.get('classifier_is_std', 0.)))
-  header = '| | ' + ' | '.join(
-      f'{_FLOW_TITLES.get(f, f)} K={k}' for f, k in columns) + ' |'
+    if 'epochs_trained' in m:
+      cell['epochs'].append((m['epochs_trained'], 0.))
+    seconds = r.get('wall_seconds', {}).get('train_total')
+    if seconds is not None:
+      cell['minutes'].append((seconds / 60., 0.))
+  header = '| | ' + ' | '.join(f'{_FLOW_TITLES.get(f, f)} K={k}' for f, k in columns) + ' |'
   lines = [header, '|---' * (len(columns) + 1) + '|']
-  names = {'NLL': 'NLL (nats)', 'ELBO': 'ELBO (nats)',
-           'FID': 'classifier FID', 'IS': 'classifier IS'}
-  for row in ('NLL', 'ELBO', 'FID', 'IS'):
+  names = {'NLL': 'NLL (nats)', 'ELBO': 'test ELBO (nats)', 'FID': 'classifier FID',
+           'IS': 'classifier IS', 'epochs': 'epochs trained', 'minutes': 'training minutes'}
+  digits = {'epochs': 0, 'minutes': 1}
+  for row in rows:
     lines.append(f'| {names[row]} | ' + ' | '.join(
-        _fmt(cells[c][row]) for c in columns) + ' |')
+        _fmt(cells[c][row], digits.get(row, 2)) for c in columns) + ' |')
   devices = sorted({r['environment']['device'] for r in records})
-  presets = sorted({r['config'].get('preset', '?') for r in records})
-  runs = {c: sum(1 for r in records if _column(r) == c) for c in columns}
+  precisions = sorted({r['config'].get('precision', 'float32') for r in records})
+  seeds = {c: sorted(r['config']['seed'] for r in records if _column(r) == c) for c in columns}
+  nll_images = sorted({r['metrics'].get('nll_test_images') for r in records} - {None})
+  subset = sorted({r['config'].get('nll_subset', 'first') for r in records})
+  config = records[0]['config']
   lines += [
       '',
-      f'Device: {"; ".join(devices)}. Presets: {", ".join(presets)}. '
-      f'Runs per column: {", ".join(str(runs[c]) for c in columns)}.',
+      f'Protocol `{protocols[0]}` (preset {config.get("preset")}). Device: '
+      f'{"; ".join(devices)}. Precision: {", ".join(precisions)}. Seeds per column: '
+      f'{", ".join(str(len(seeds[c])) for c in columns)}.',
+      f'NLL: importance sampling with S = {config.get("nll_samples")} on '
+      f'{"/".join(str(n) for n in nll_images)} test images ({"/".join(subset)} subset); one '
+      'run shows ± its standard error over images, several seeds show mean ± std over seeds '
+      '(n). Test ELBO: Rao-Blackwellised, on all test images.',
       'MNIST dynamically binarised (not comparable with the fixed binarisation). '
-      'NLL by importance sampling, mean ± std over test passes; ELBO is the '
-      'Rao-Blackwellised test ELBO. FID/IS are *classifier* FID/IS (lvae_tf\'s own '
-      'MNIST classifier, not Inception; samples vs the grey-level test set): not '
-      'comparable with the paper\'s FID/IS. Real-data references in '
-      '`results/metric_reference.md`: test-set classifier IS 9.76, classifier FID '
-      'train (10k) vs test 0.58, uniform noise 343.',
+      'FID/IS are *classifier* FID/IS (lvae_tf\'s own MNIST classifier, not Inception; '
+      'samples vs the grey-level test set): not comparable with the paper\'s FID/IS. '
+      'Real-data references in `results/metric_reference.md`: test-set classifier IS 9.76, '
+      'classifier FID train (10k) vs test 0.58, uniform noise 343.',
   ]
   return '\n'.join(lines) + '\n'

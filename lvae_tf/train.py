@@ -14,6 +14,7 @@ continues from its last completed epoch and ends with the same weights as an uni
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -23,12 +24,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from lvae_tf import config as config_lib
 from lvae_tf import data as data_lib
 from lvae_tf import models
 from lvae_tf import results
 from lvae_tf.config import Config
 from lvae_tf.config import ConfigError
-from lvae_tf.config import FLOWS  # pylint: disable=unused-import
 from lvae_tf.config import PRESETS
 from lvae_tf.config import check_writable
 
@@ -41,8 +42,46 @@ __all__ = [
     'load_trained_model',
     'evaluate_nll',
     'make_strategy',
+    'resolve',
+    'resolve_precision',
     'train_and_evaluate',
 ]
+
+
+def _cpu_flags():
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return set(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return set()
+
+
+def resolve_precision(precision):
+  """'auto' -> 'mixed_bfloat16' where the device computes bf16 natively, else 'float32'.
+
+  Natively: a GPU of compute capability >= 8.0 (Ampere and later), or a CPU with AMX-BF16 or
+  AVX512-BF16 (oneDNN's fast bf16 paths). Elsewhere bf16 is emulated and slower: measured on
+  a 2-core AMD EPYC (Zen 3, AVX2 only), an encoder + decoder training step ran 6.5x slower in
+  mixed_bfloat16 than in float32 at batch 1000 (README "Precision").
+  """
+  if precision != 'auto':
+    return precision
+  gpus = tf.config.list_physical_devices('GPU')
+  if gpus:
+    capability = tf.config.experimental.get_device_details(gpus[0]).get(
+        'compute_capability', (0, 0))
+    return 'mixed_bfloat16' if tuple(capability) >= (8, 0) else 'float32'
+  if _cpu_flags() & {'amx_bf16', 'avx512_bf16'}:
+    return 'mixed_bfloat16'
+  return 'float32'
+
+
+def resolve(config):
+  """`config` with its device-dependent fields made concrete (`precision='auto'`)."""
+  return dataclasses.replace(config, precision=resolve_precision(config.precision))
 
 def make_strategy(name):
   """`tf.distribute` strategy by name; 'multiworker' reads the cluster from `TF_CONFIG`."""
@@ -78,18 +117,22 @@ def _task_name(strategy):
   return f'{resolver.task_type}-{resolver.task_id}'
 
 
-def build_model(config, output_bias=0., gradient_counter=None):
-  """The model a config describes (registry `lvae_tf.models.MODELS`)."""
+def build_model(config, output_bias=0., gradient_counter=None, precision=None):
+  """The model a config describes (registry `lvae_tf.models.MODELS`).
+
+  `precision` overrides `config.precision` (evaluation always builds a float32 model).
+  """
+  precision = resolve_precision(precision or config.precision)
   kwargs = dict(latent_dim=config.latent_dim, activation=config.activation,
                 init=config.init, output_bias=output_bias, seed=config.seed,
-                gradient_counter=gradient_counter)
+                gradient_counter=gradient_counter, precision=precision)
   if config.flow == 'vae':
     return models.VAE(**kwargs)
-  flow_kwargs = dict(num_steps=config.num_steps, learn_flow=config.learn_flow)
-  if config.step_size is not None:
-    flow_kwargs['step_size'] = config.step_size
+  flow_kwargs = dict(num_steps=config.num_steps, learn_flow=config.learn_flow,
+                     step_size=config.step_size)
   if config.flow == 'langevin':
-    flow_kwargs['damping'] = config.damping
+    flow_kwargs.update(damping=config.initial_damping(),
+                       damping_shape=config.damping_shape)
   else:
     flow_kwargs.update(tempering=config.tempering,
                        initial_temperature=config.initial_temperature,
@@ -98,26 +141,42 @@ def build_model(config, output_bias=0., gradient_counter=None):
 
 
 class ResumableTraining(keras.callbacks.Callback):
-  """Checkpoint every epoch, keep the best weights, stop early; all of it resumable.
+  """Checkpoint every epoch, keep the best weights, stop early or on a time budget; resumable.
 
-  State (`epoch`, `best`, `wait`, `stopped`) is a set of variables saved with the model and
-  optimizer in the latest checkpoint; the best weights go to a second checkpoint whenever the
-  monitored validation value improves. A non-finite training loss stops the run with
-  `NonFiniteLossError` naming the step, and leaves the last good checkpoint untouched.
+  State (`epoch`, `best`, `wait`, `stopped`, `train_seconds`) is a set of variables saved with
+  the model and optimizer in the latest checkpoint; the best weights go to a second checkpoint
+  whenever the monitored validation value improves. Every epoch also appends one line to
+  `history.jsonl` (epoch, step, cumulative training seconds, training and validation ELBO);
+  lines of epochs after the restored checkpoint are dropped on resume, so the history always
+  matches the checkpoint. A non-finite training loss stops the run with `NonFiniteLossError`
+  naming the step, and leaves the last good checkpoint untouched.
+
+  Args:
+    workdir: the run directory.
+    model: the compiled model.
+    patience: epochs without improvement before stopping (0 = never).
+    budget_seconds: wall-clock training budget over all resumptions (0 = none), checked at
+      the end of each epoch.
+    monitor: the epoch log to maximise.
   """
 
-  def __init__(self, workdir, model, patience, monitor='val_elbo'):
+  def __init__(self, workdir, model, patience, budget_seconds=0., monitor='val_elbo'):
     super().__init__()
     self.monitor = monitor
     self.patience = patience
+    self.budget_seconds = budget_seconds
+    self.history_path = os.path.join(workdir, 'history.jsonl')
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
     self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
     self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.stopped = tf.Variable(False, trainable=False)
+    self.train_seconds = tf.Variable(0., dtype=tf.float64, trainable=False)
+    self.cpu_seconds = tf.Variable(0., dtype=tf.float64, trainable=False)
     state = tf.train.Checkpoint(epoch=self.epoch, best=self.best,
                                 best_epoch=self.best_epoch, wait=self.wait,
-                                stopped=self.stopped)
+                                stopped=self.stopped, train_seconds=self.train_seconds,
+                                cpu_seconds=self.cpu_seconds)
     self.latest = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                             state=state),
@@ -125,22 +184,45 @@ class ResumableTraining(keras.callbacks.Callback):
     self.best_weights = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=model),
         os.path.join(workdir, 'checkpoints', 'best'), max_to_keep=1)
+    self._epoch_start = None
 
   def restore(self):
     """Restores the latest checkpoint if there is one; returns the epoch to start from."""
     if self.latest.latest_checkpoint:
       self.latest.checkpoint.restore(
           self.latest.latest_checkpoint).assert_existing_objects_matched()
-    return int(self.epoch.numpy())
+    epoch = int(self.epoch.numpy())
+    self._truncate_history(epoch)
+    return epoch
+
+  @property
+  def out_of_time(self):
+    return 0 < self.budget_seconds <= float(self.train_seconds.numpy())
 
   @property
   def done(self):
+    """Stopped early (patience); a run stopped by its time budget may continue with more."""
     return bool(self.stopped.numpy())
 
   def restore_best(self):
     if self.best_weights.latest_checkpoint:
       self.best_weights.checkpoint.restore(
           self.best_weights.latest_checkpoint).assert_existing_objects_matched()
+
+  def history(self):
+    """The per-epoch history of this run (list of dicts), as far as the checkpoint goes."""
+    if not os.path.exists(self.history_path):
+      return []
+    with open(self.history_path) as f:
+      return [json.loads(line) for line in f if line.strip()]
+
+  def _truncate_history(self, epoch):
+    rows = [r for r in self.history() if r['epoch'] <= epoch]
+    results.write_text_atomic(self.history_path,
+                              ''.join(json.dumps(r, sort_keys=True) + '\n' for r in rows))
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch_start = (time.perf_counter(), time.process_time())
 
   def on_train_batch_end(self, batch, logs=None):
     loss = (logs or {}).get('loss')
@@ -154,7 +236,8 @@ class ResumableTraining(keras.callbacks.Callback):
           f'{int(self.epoch.numpy())}) is kept; no result record was written.')
 
   def on_epoch_end(self, epoch, logs=None):
-    value = (logs or {}).get(self.monitor)
+    logs = logs or {}
+    value = logs.get(self.monitor)
     if value is None:
       raise KeyError(f'{self.monitor!r} missing from the epoch logs; pass '
                      'validation_data to fit.')
@@ -162,6 +245,9 @@ class ResumableTraining(keras.callbacks.Callback):
       raise models.NonFiniteLossError(
           f'Validation {self.monitor} is {value} after epoch {epoch + 1}. '
           'Likely cause: step size too large. The last good checkpoint is kept.')
+    wall, cpu = self._epoch_start or (time.perf_counter(), time.process_time())
+    self.train_seconds.assign_add(time.perf_counter() - wall)
+    self.cpu_seconds.assign_add(time.process_time() - cpu)
     if value > self.best.numpy():
       self.best.assign(value)
       self.best_epoch.assign(epoch)
@@ -173,36 +259,79 @@ class ResumableTraining(keras.callbacks.Callback):
     if self.wait.numpy() >= self.patience > 0:
       self.stopped.assign(True)
       self.model.stop_training = True
+    if self.out_of_time:
+      self.model.stop_training = True
     self.latest.save(checkpoint_number=epoch + 1)
+    row = {'epoch': epoch + 1, 'step': int(self.model.optimizer.iterations.numpy()),
+           'train_seconds': float(self.train_seconds.numpy()),
+           'cpu_seconds': float(self.cpu_seconds.numpy()),
+           'elbo': float(logs.get('elbo', float('nan'))), self.monitor: float(value)}
+    with open(self.history_path, 'a') as f:
+      f.write(json.dumps(row, sort_keys=True) + '\n')
 
 
 def _check_workdir(workdir, config):
-  """Creates `workdir`, refuses a checkpoint made by a different configuration."""
-  check_writable(workdir)
+  """Refuses a run directory whose checkpoint belongs to another configuration.
+
+  Returns the `config.json` content to write once every check has passed (None if the
+  directory already has it).
+  """
   path = os.path.join(workdir, 'config.json')
   identity = config.training_identity()
   if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f).get('training_identity', {})
-    diff = {k: (saved.get(k), v) for k, v in identity.items()
-            if saved.get(k) != v}
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+      saved = saved['training_identity']
+      if not isinstance(saved, dict):
+        raise TypeError('training_identity is not an object')
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise ConfigError(
+          f'{path} is unreadable ({e}): the checkpoints in {workdir!r} cannot be matched to '
+          'a configuration. Move that directory away (or delete it) to start over.') from e
+    diff = {k: (saved.get(k), v) for k, v in identity.items() if saved.get(k) != v}
     if diff:
       raise ConfigError(
           f'{workdir!r} holds a checkpoint of a different configuration '
-          f'(field: (checkpoint, requested)) {diff}. Use another --output_dir '
+          f'(field: (checkpoint, requested)) {diff}. Use another --run_name or --workdir, '
           'or delete that directory to start over.')
-  else:
-    results.write_json_atomic(path, {'config': dataclasses.asdict(config),
-                                     'training_identity': identity})
+    return None
+  if os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    raise ConfigError(
+        f'{workdir!r} holds checkpoints but no config.json: they cannot be matched to a '
+        'configuration and are not resumed. Move that directory away (or delete it) to start '
+        'over.')
+  return {'config': dataclasses.asdict(config), 'training_identity': identity}
 
 
 def _subset(images, n):
   return images[:n] if n else images
 
 
-def evaluate_nll(model, images, config, seed):
-  """Importance-sampled NLL (math.md section 4): mean over images, per pass; mean +- std."""
-  per_pass = []
+def nll_subset_indices(num_test, config):
+  """Indices of the test images the NLL uses: a fixed random subset (or the first ones).
+
+  The random subset depends only on `nll_subset_seed` and the size of the test set, so every
+  model of a protocol is measured on the same images.
+  """
+  n = min(config.nll_test_images or num_test, num_test)
+  if config.nll_subset == 'first':
+    return np.arange(n)
+  rng = np.random.default_rng(config.nll_subset_seed)
+  return np.sort(rng.permutation(num_test)[:n])
+
+
+def evaluate_nll(model, images, config, seed, progress=True):
+  """Importance-sampled NLL (math.md section 4) of each image, averaged over passes.
+
+  Returns:
+    dict: `nll_mean` (mean over images), `nll_sem` (its standard error over images, from
+    the per-image NLLs averaged over passes), `nll_std` (spread of the per-pass means, 0 for
+    one pass), `nll_per_pass`.
+  """
+  per_image = []
+  batches = math.ceil(len(images) / config.nll_batch_size)
+  t0 = time.time()
   for p in range(config.nll_passes):
     dataset = data_lib.eval_dataset(images, config.nll_batch_size,
                                     seed=(seed, 1000 + p),
@@ -212,9 +341,22 @@ def evaluate_nll(model, images, config, seed):
       values.append(model.log_marginal_likelihood(
           x, num_samples=config.nll_samples, chunk_size=config.nll_chunk,
           seed=(seed, 100000 * (p + 1) + i)))
-    per_pass.append(-float(np.mean(np.concatenate(values))))
+      done = p * batches + i + 1
+      if progress and (done % max(1, batches // 10) == 0 or done == batches):
+        elapsed = time.time() - t0
+        eta = elapsed / done * (config.nll_passes * batches - done)
+        print(f'NLL: pass {p + 1}/{config.nll_passes}, batch {i + 1}/{batches}, '
+              f'running mean {-np.mean(np.concatenate(values)):.2f}, '
+              f'{elapsed:.0f} s elapsed, ETA {eta:.0f} s', flush=True)
+    per_image.append(-np.concatenate(values))
+  per_image = np.stack(per_image)  # (passes, n)
+  per_pass = [float(v) for v in per_image.mean(axis=1)]
+  image_means = per_image.mean(axis=0)
+  sem = float(np.std(image_means, ddof=1) / np.sqrt(len(image_means))) \
+      if len(image_means) > 1 else 0.
   std = float(np.std(per_pass, ddof=1)) if len(per_pass) > 1 else 0.
-  return float(np.mean(per_pass)), std, per_pass
+  return {'nll_mean': float(np.mean(per_pass)), 'nll_sem': sem, 'nll_std': std,
+          'nll_per_pass': per_pass}
 
 
 def sample_quality(model, test_images, num_samples, seed):
@@ -233,12 +375,25 @@ def sample_quality(model, test_images, num_samples, seed):
           'fid_samples': num_samples}
 
 
+def _warm_start(model, run_dir):
+  """Initialises encoder and decoder from the best checkpoint of a trained run (a VAE)."""
+  checkpoint = tf.train.latest_checkpoint(os.path.join(run_dir, 'checkpoints', 'best'))
+  if checkpoint is None:
+    raise ConfigError(f'--warm_start={run_dir!r}: no best checkpoint under '
+                      f'{os.path.join(run_dir, "checkpoints", "best")!r}; train that run '
+                      'first.')
+  source = tf.train.Checkpoint(
+      model=tf.train.Checkpoint(encoder=model.encoder, decoder=model.decoder))
+  source.restore(checkpoint).expect_partial().assert_existing_objects_matched()
+  return checkpoint
+
+
 def train_and_evaluate(config, workdir, mnist=None):
   """Trains (resuming if `workdir` holds a checkpoint), evaluates, writes `record.json`.
 
   Args:
-    config: `Config`.
-    workdir: directory for config, checkpoints, TensorBoard logs and the record.
+    config: `Config` (`precision='auto'` is resolved for this device).
+    workdir: directory for config, checkpoints, history, TensorBoard logs and the record.
     mnist: optional `lvae_tf.data.Mnist` (default: `data.load_mnist()`).
 
   Returns:
@@ -250,6 +405,7 @@ def train_and_evaluate(config, workdir, mnist=None):
     lvae_tf.data.DataError: data missing or corrupt.
     lvae_tf.models.NonFiniteLossError: training diverged (no record written).
   """
+  config = resolve(config)
   config.validate()
   # First: MultiWorkerMirroredStrategy must exist before other TF work in the process.
   strategy = make_strategy(config.strategy)
@@ -259,16 +415,21 @@ def train_and_evaluate(config, workdir, mnist=None):
     # Every worker takes part in saving (collectives); only the chief writes the real run
     # directory, the others a private scratch copy (the tf.distribute convention).
     workdir = os.path.join(workdir, '.workers', _task_name(strategy))
-  _check_workdir(workdir, config)
-  if config.deterministic:
-    tf.config.experimental.enable_op_determinism()
-  keras.utils.set_random_seed(config.seed)
+  new_config = _check_workdir(workdir, config)
   train_images = _subset(mnist.train_images, config.train_images)
   valid_images = _subset(mnist.valid_images, config.valid_images)
   test_images = _subset(mnist.test_images, config.test_images)
   if len(train_images) < config.batch_size:
     raise ConfigError(f'batch_size {config.batch_size} exceeds the '
                       f'{len(train_images)} training images.')
+  if config.warm_start and not os.path.isdir(config.warm_start):
+    raise ConfigError(f'--warm_start={config.warm_start!r} is not a directory.')
+  check_writable(workdir)
+  if new_config is not None:  # every check passed: only now is anything written
+    results.write_json_atomic(os.path.join(workdir, 'config.json'), new_config)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  keras.utils.set_random_seed(config.seed)
 
   with strategy.scope():
     model = build_model(
@@ -279,13 +440,18 @@ def train_and_evaluate(config, workdir, mnist=None):
     # Create the optimizer slots now: otherwise the first step creates them and TF traces the
     # (large, second-order) training step twice (measured: first call 4.3 s -> 1.6 s, K = 1).
     model.optimizer.build(model.trainable_variables)
-    state = ResumableTraining(workdir, model, config.patience)
+    state = ResumableTraining(workdir, model, config.patience,
+                              budget_seconds=60. * config.train_minutes)
   initial_epoch = state.restore()
+  warm_checkpoint = None
+  if config.warm_start and initial_epoch == 0:
+    warm_checkpoint = _warm_start(model, config.warm_start)
+    _warm_start_record(workdir, warm_checkpoint)
 
   valid = data_lib.eval_dataset(valid_images, config.eval_batch_size,
                                 seed=(config.seed, 1), binarization='fixed')
   t0 = time.time()
-  if not state.done and initial_epoch < config.max_epochs:
+  if not state.done and not state.out_of_time and initial_epoch < config.max_epochs:
     if initial_epoch:
       print(f'Resuming from epoch {initial_epoch} '
             f'(step {initial_epoch * config.steps_per_epoch}).')
@@ -298,7 +464,16 @@ def train_and_evaluate(config, workdir, mnist=None):
                   os.path.join(workdir, 'tensorboard'), profile_batch=0)],
               verbose=config.verbose)
   train_seconds = time.time() - t0
+  train_steps = int(model.optimizer.iterations.numpy())
   state.restore_best()
+  if config.precision != 'float32':
+    # Every reported number is computed in float32, whatever the training precision.
+    trained = model
+    with strategy.scope():
+      model = build_model(config, precision='float32')
+      model(tf.zeros([1, 28, 28, 1]))
+      model.set_weights(trained.get_weights())
+      model.compile(jit_compile=config.jit_compile)
 
   t0 = time.time()
   test = data_lib.eval_dataset(test_images, config.eval_batch_size,
@@ -307,43 +482,69 @@ def train_and_evaluate(config, workdir, mnist=None):
   valid_elbo = model.evaluate(valid, verbose=0, return_dict=True)['elbo']
   elbo_seconds = time.time() - t0
   t0 = time.time()
-  nll_images = _subset(test_images, config.nll_test_images)
-  nll_mean, nll_std, nll_passes = evaluate_nll(model, nll_images, config,
-                                               config.seed)
+  nll_index = nll_subset_indices(len(test_images), config)
+  nll = evaluate_nll(model, test_images[nll_index], config, config.seed,
+                     progress=config.verbose > 0)
   nll_seconds = time.time() - t0
   t0 = time.time()
+  if config.fid_samples and config.verbose:
+    print(f'Classifier FID/IS on {config.fid_samples} samples ...', flush=True)
   quality = sample_quality(model, test_images, config.fid_samples,
                            seed=config.seed) if config.fid_samples else {}
   quality_seconds = time.time() - t0
 
+  epochs = int(state.epoch.numpy())
   record = {
       'kind': 'table1_run',
+      'run_name': os.path.basename(os.path.normpath(workdir)),
+      'protocol': config_lib.protocol_name(config),
       'config': dataclasses.asdict(config),
       'environment': results.environment(),
       'data_source': mnist.source,
+      'warm_start_checkpoint': _warm_start_record(workdir, None),
       'metrics': {
           'test_elbo': float(test_elbo),
           'valid_elbo': float(valid_elbo),
-          'nll_mean': nll_mean,
-          'nll_std': nll_std,
-          'nll_per_pass': nll_passes,
-          'nll_test_images': len(nll_images),
+          **nll,
+          'nll_test_images': len(nll_index),
+          'nll_subset': {'kind': config.nll_subset, 'seed': config.nll_subset_seed,
+                         'sha256_of_indices': hashlib.sha256(
+                             np.asarray(nll_index, np.int64).tobytes()).hexdigest()[:16]},
           'test_images': len(test_images),
           'best_epoch': int(state.best_epoch.numpy()) + 1,
-          'epochs_trained': int(state.epoch.numpy()),
-          'train_steps': int(model.optimizer.iterations.numpy()),
+          'epochs_trained': epochs,
+          'train_steps': train_steps,
+          'stopped_by': ('patience' if state.done else 'time budget' if state.out_of_time
+                         else 'max_epochs' if epochs >= config.max_epochs else 'not finished'),
           'flow_parameters': model.flow_parameters(),
           **quality,
       },
-      'wall_seconds': {'train_this_invocation': train_seconds,
+      'history': state.history(),
+      'wall_seconds': {'train_total': float(state.train_seconds.numpy()),
+                       'train_cpu_total': float(state.cpu_seconds.numpy()),
+                       'train_this_invocation': train_seconds,
                        'test_elbo': elbo_seconds, 'nll': nll_seconds,
                        'sample_quality': quality_seconds},
   }
   record['environment']['replicas'] = strategy.num_replicas_in_sync
   record['environment']['task'] = ('chief' if chief else _task_name(strategy))
+  record['environment']['precision'] = config.precision
   if chief:
     results.write_json_atomic(os.path.join(workdir, 'record.json'), record)
   return record
+
+
+def _warm_start_record(workdir, checkpoint):
+  """The warm-start checkpoint used by this run (written when used, read on resume)."""
+  path = os.path.join(workdir, 'warm_start.json')
+  if checkpoint:
+    results.write_json_atomic(path, {'checkpoint': checkpoint})
+    return checkpoint
+  try:
+    with open(path) as f:
+      return json.load(f)['checkpoint']
+  except (OSError, ValueError, KeyError):
+    return None
 
 
 def load_trained_model(workdir, which='best'):
@@ -365,12 +566,12 @@ def load_trained_model(workdir, which='best'):
     raise FileNotFoundError(f'{path} not found: {workdir!r} is not a run '
                             'directory of lvae_tf.train.train_and_evaluate.')
   with open(path) as f:
-    config = Config(**json.load(f)['config'])
+    config = Config.from_dict(json.load(f)['config'])
   checkpoint = tf.train.latest_checkpoint(
       os.path.join(workdir, 'checkpoints', which))
   if checkpoint is None:
     raise FileNotFoundError(f'no {which!r} checkpoint under {workdir!r}.')
-  model = build_model(config)
+  model = build_model(config, precision='float32')
   model(tf.zeros([1, 28, 28, 1]))
   tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
   return model, config

@@ -102,8 +102,10 @@ class FlowVAE(keras.Model):
 
   def __init__(self, latent_dim=64, num_steps=0, activation='softplus',
                init='he', output_bias=0., seed=0, gradient_counter=None,
-               validate_args=False, name=None):
+               validate_args=False, precision='float32', name=None):
     super().__init__(name=name)
+    if precision not in ('float32', 'mixed_bfloat16'):
+      raise ValueError(f"precision must be 'float32' or 'mixed_bfloat16', got {precision!r}.")
     if latent_dim <= 0:
       raise ValueError(f'latent_dim must be positive, got {latent_dim}.')
     if num_steps < 0:
@@ -114,10 +116,16 @@ class FlowVAE(keras.Model):
     self.seed = int(seed)
     self.gradient_counter = gradient_counter
     self.validate_args = validate_args
+    # Mixed precision: the encoder's and decoder's hidden layers compute in bf16 (variables
+    # stay float32); their outputs, the flow state (z, rho), step sizes, damping,
+    # temperatures, log-dets and the loss are float32 (math.md section 7).
+    self.precision = precision
+    hidden = None if precision == 'float32' else precision
     self.encoder = networks.build_encoder(latent_dim, activation, init,
-                                          seed=seed)
+                                          seed=seed, dtype=hidden)
     self.decoder = networks.build_decoder(latent_dim, activation, init,
-                                          output_bias=output_bias, seed=seed)
+                                          output_bias=output_bias, seed=seed,
+                                          dtype=hidden)
     self._eval_batch = tf.Variable(
         0, dtype=tf.int64, trainable=False, name='eval_batch',
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)

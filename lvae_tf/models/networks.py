@@ -60,8 +60,12 @@ def _seed(seed, i):
 
 
 def build_encoder(latent_dim=64, activation='softplus', init='he',
-                  seed=None, name='encoder'):
-  """Image `(b, 28, 28, 1)` in [0, 1] -> `(mu, s)`, each `(b, latent_dim)`, `s > 0`."""
+                  seed=None, name='encoder', dtype=None):
+  """Image `(b, 28, 28, 1)` in [0, 1] -> `(mu, s)`, each `(b, latent_dim)`, `s > 0`.
+
+  `dtype` is the hidden layers' Keras dtype policy (e.g. 'mixed_bfloat16'); the output heads
+  `mu` and `s` always compute in float32 (`ln s` enters the ELBO per dimension).
+  """
   x = keras.Input(IMAGE_SHAPE, name='image')
   h = x
   sizes = [28 * 28 * 1, 14 * 14 * 16, 7 * 7 * 32, 4 * 4 * 32]
@@ -70,36 +74,40 @@ def build_encoder(latent_dim=64, activation='softplus', init='he',
         channels, 5, strides=2, padding='same', activation=activation,
         kernel_initializer=_kernel_init(init, sizes[i], sizes[i + 1],
                                         _seed(seed, i)),
-        name=f'conv{i + 1}')(h)
+        dtype=dtype, name=f'conv{i + 1}')(h)
   h = keras.layers.Flatten()(h)
   h = keras.layers.Dense(
       450, activation=activation,
       kernel_initializer=_kernel_init(init, 512, 450, _seed(seed, 3)),
-      name='dense')(h)
+      dtype=dtype, name='dense')(h)
   mu = keras.layers.Dense(
       latent_dim, kernel_initializer=_kernel_init(init, 450, latent_dim,
                                                   _seed(seed, 4)),
-      name='mu')(h)
+      dtype='float32', name='mu')(h)
   s = keras.layers.Dense(
       latent_dim, activation='softplus',
       kernel_initializer=_kernel_init(init, 450, latent_dim, _seed(seed, 5)),
-      name='scale')(h)
+      dtype='float32', name='scale')(h)
   return keras.Model(x, [mu, s], name=name)
 
 
 def build_decoder(latent_dim=64, activation='softplus', init='he',
-                  output_bias=0., seed=None, name='decoder'):
-  """Latent `(b, latent_dim)` -> Bernoulli logits `(b, 28, 28, 1)`."""
+                  output_bias=0., seed=None, name='decoder', dtype=None):
+  """Latent `(b, latent_dim)` -> Bernoulli logits `(b, 28, 28, 1)`.
+
+  `dtype` is the hidden layers' Keras dtype policy (e.g. 'mixed_bfloat16'); the logits layer
+  always computes in float32 (784 Bernoulli terms per image sum into the likelihood).
+  """
   z = keras.Input((latent_dim,), name='z')
   h = keras.layers.Dense(
       450, activation=activation,
       kernel_initializer=_kernel_init(init, latent_dim, 450, _seed(seed, 10)),
-      name='dense1')(z)
+      dtype=dtype, name='dense1')(z)
   h = keras.layers.Dense(
       512, activation=activation,
       kernel_initializer=_kernel_init(init, 450, 512, _seed(seed, 11)),
-      name='dense2')(h)
-  h = keras.layers.Reshape((4, 4, 32))(h)
+      dtype=dtype, name='dense2')(h)
+  h = keras.layers.Reshape((4, 4, 32), dtype=dtype)(h)
   # (in - 1) * 2 + 5 - 2 * 2 + output_padding: 4 -> 7 -> 14 -> 28.
   layers = [(32, 0, 'deconv1'), (16, 1, 'deconv2'), (1, 1, 'logits')]
   sizes = [4 * 4 * 32, 7 * 7 * 32, 14 * 14 * 16, 28 * 28 * 1]
@@ -113,7 +121,7 @@ def build_decoder(latent_dim=64, activation='softplus', init='he',
         # One output channel: the bias is the single scalar of the reference.
         bias_initializer=(keras.initializers.Constant(float(output_bias))
                           if last else 'zeros'),
-        name=layer_name)(h)
+        dtype='float32' if last else dtype, name=layer_name)(h)
   return keras.Model(z, h, name=name)
 
 

@@ -13,6 +13,7 @@ import tensorflow_probability as tfp
 import tf_keras as keras
 
 from lvae_tf import bijectors as lb
+from lvae_tf import config as config_lib
 from lvae_tf.models.base import FlowVAE
 
 tfd = tfp.distributions
@@ -56,26 +57,32 @@ class LangevinVAE(FlowVAE):
   the plain VAE's to 0.01 nats (`results/table1`, first CPU grid, discarded).
   """
 
-  def __init__(self, num_steps=10, step_size=0.2, damping=0.1,
-               learn_flow=True, noise_scale=0., **kwargs):
+  def __init__(self, num_steps=10, step_size=0.2, damping=None,
+               damping_shape='per_dimension', learn_flow=True,
+               initial_temperature=1.5, **kwargs):
     kwargs.setdefault('name', 'langevin_vae')
     if num_steps < 1:
       raise ValueError(
           f'LangevinVAE needs num_steps >= 1, got {num_steps} (use VAE for K = 0).')
     _check_range('step_size', step_size, 0., 0.5)
-    if damping <= 0:
+    if damping is None:
+      damping = config_lib.matched_damping(num_steps, step_size,
+                                           initial_temperature)
+    if not damping > 0:
       raise ValueError(f'damping must be > 0 (softplus-parameterised), got '
                        f'{damping}.')
-    if noise_scale:
-      raise NotImplementedError(
-          'noise_scale > 0 in the VAE is not supported yet; the bijector supports it.')
+    if damping_shape not in config_lib.CHOICES['damping_shape']:
+      raise ValueError(f"damping_shape must be one of "
+                       f"{config_lib.CHOICES['damping_shape']}, got {damping_shape!r}.")
     super().__init__(num_steps=num_steps, **kwargs)
     d = self.latent_dim
+    self.damping_shape = damping_shape
     self.step_size_logit = self.add_weight(
         name='step_size_logit', shape=[d], trainable=learn_flow,
         initializer=keras.initializers.Constant(_logit(2. * step_size)))
     self.damping_raw = self.add_weight(
-        name='damping_raw', shape=[d], trainable=learn_flow,
+        name='damping_raw', shape=[d] if damping_shape == 'per_dimension' else [],
+        trainable=learn_flow,
         initializer=keras.initializers.Constant(_softplus_inverse(damping)))
 
   @property
@@ -84,6 +91,7 @@ class LangevinVAE(FlowVAE):
 
   @property
   def damping(self):
+    """nu, shape `[D]` (per dimension) or `[]` (scalar, the paper's)."""
     return tf.nn.softplus(self.damping_raw)
 
   def momentum_distribution(self, loc):
@@ -96,7 +104,8 @@ class LangevinVAE(FlowVAE):
         validate_args=self.validate_args)
 
   def flow_parameters(self):
-    tau, nu = self.step_size.numpy(), self.damping.numpy()
+    tau = self.step_size.numpy()
+    nu = np.broadcast_to(self.damping.numpy(), tau.shape)
     return {'step_size_mean': float(tau.mean()), 'damping_mean': float(nu.mean()),
             'log_det_per_step': float(-(tau * nu).sum())}
 
@@ -118,7 +127,7 @@ class HVAE(FlowVAE):
   end-of-step gradient (K + 1), the honest baseline.
   """
 
-  TEMPERINGS = ('fixed', 'free', 'none')
+  TEMPERINGS = config_lib.CHOICES['tempering']
 
   def __init__(self, num_steps=10, step_size=0.2, tempering='fixed',
                initial_temperature=1.5, gradient_mode='reference',
@@ -130,9 +139,9 @@ class HVAE(FlowVAE):
     if tempering not in self.TEMPERINGS:
       raise ValueError(
           f'tempering must be one of {self.TEMPERINGS}, got {tempering!r}.')
-    if gradient_mode not in ('reference', 'cached'):
-      raise ValueError("gradient_mode must be 'reference' or 'cached', got "
-                       f'{gradient_mode!r}.')
+    if gradient_mode not in config_lib.CHOICES['hvae_gradient']:
+      raise ValueError(f"gradient_mode must be one of {config_lib.CHOICES['hvae_gradient']}, "
+                       f'got {gradient_mode!r}.')
     _check_range('step_size', step_size, 0., 0.5)
     if initial_temperature <= 1.:
       raise ValueError(f'initial_temperature must be > 1, got '
@@ -191,3 +200,4 @@ class HVAE(FlowVAE):
 
 
 MODELS = {'vae': VAE, 'hvae': HVAE, 'langevin': LangevinVAE}
+assert tuple(sorted(MODELS)) == tuple(sorted(config_lib.FLOWS))
