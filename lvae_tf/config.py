@@ -166,7 +166,7 @@ class Config:
     if unknown:
       raise ConfigError(f'unknown config fields {sorted(unknown)}.')
     values = {**_LEGACY, **values}
-    if values.get('step_size') is None:
+    if not values.get('step_size'):
       values['step_size'] = 0.2
     return cls(**values)
 
