@@ -1,12 +1,12 @@
 r"""Figure 2 of the paper: sample grids of Langevin-VAE beside HVAE (K = 5).
 
-    python -m experiments.figure2                      # the quick-preset runs
+    python -m experiments.figure2 --seed=0             # the cpu-preset runs of seed 0
     python -m experiments.figure2 --preset=paper --output=results/figure2-paper.png
     python -m experiments.figure2 --langevin_run=runs/a --hvae_run=runs/b
 
-Loads the best checkpoint of two runs trained by `experiments.table1` (run directories
-`runs/langevin-K5-<preset>-seed85547/` and `runs/hvae-reference-K5-<preset>-seed85547/` by
-default), draws `--num_images` latents `z ~ N(0, I)` (the same draws for both models) and shows
+Loads the best checkpoint of two runs trained by `experiments.table1`: by default the runs that
+`experiments.table1` trains with the same configuration flags (`--preset`, `--steps` (default
+5 here), `--seed`, ...) and `--flow=langevin` / `--flow=hvae` (`lvae_tf.config.run_name`), draws `--num_images` latents `z ~ N(0, I)` (the same draws for both models) and shows
 the Bernoulli means `sigmoid(decoder(z))` as two grids, each titled with the flow, K, the
 preset and the run's test NLL from its `record.json` (if present). The PNG is written
 atomically (temporary file + `os.replace`).
@@ -15,6 +15,7 @@ A missing or incomplete run directory exits with status 2, names the path and th
 trains it, and writes nothing; so do bad flags.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -23,35 +24,29 @@ from absl import app
 from absl import flags
 
 from experiments import cli  # pylint: disable=g-bad-import-order
+from lvae_tf import config_flags  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
 
-DEFAULT_SEED = 85547  # The first of the reference seeds (math.md section 5).
-
-flags.DEFINE_enum('preset', 'quick', ['paper', 'quick', 'tiny'],
-                  'Preset whose default run directories are used.')
-flags.DEFINE_integer('steps', 5, 'K of the default run directories.',
-                     lower_bound=1)
+config_flags.define_config_flags(default_preset='cpu')
+flags.DEFINE_string('workdir', 'runs', 'Root of the run directories (as experiments.table1).')
 flags.DEFINE_string('langevin_run', None,
-                    'Langevin-VAE run directory (default: '
-                    'runs/langevin-K<steps>-<preset>-seed85547).')
+                    'Langevin-VAE run directory (default: the run experiments.table1 trains '
+                    'with the same flags and --flow=langevin).')
 flags.DEFINE_string('hvae_run', None,
-                    'HVAE run directory (default: '
-                    'runs/hvae-reference-K<steps>-<preset>-seed85547).')
+                    'HVAE run directory (default: the run experiments.table1 trains with the '
+                    'same flags and --flow=hvae).')
 flags.DEFINE_enum('checkpoint', 'best', ['best', 'latest'],
                   'Which checkpoint of each run to load.')
 flags.DEFINE_integer('num_images', 64, 'Samples per model.', lower_bound=1,
                      upper_bound=1024)
-flags.DEFINE_integer('seed', 0, 'Seed of the prior draws (shared by both models).')
+flags.DEFINE_integer('sample_seed', 0, 'Seed of the prior draws (shared by both models).')
 flags.DEFINE_string('output', os.path.join('results', 'figure2.png'),
                     'Output PNG path.')
 flags.DEFINE_integer('dpi', 150, 'Resolution of the PNG.', lower_bound=10)
 
-# Side of the figure -> (flow expected in the run's config, title, table1 flags).
-SIDES = (
-    ('langevin', 'Langevin-VAE', '--flow=langevin'),
-    ('hvae', 'HVAE', '--flow=hvae --hvae_gradient=reference'),
-)
+# Side of the figure -> (flow, title).
+SIDES = (('langevin', 'Langevin-VAE'), ('hvae', 'HVAE'))
 
 
 class RunError(Exception):
@@ -60,15 +55,11 @@ class RunError(Exception):
 
 
 
-def default_run_dir(flow, steps, preset, seed=DEFAULT_SEED, workdir='runs'):
-  """The directory `experiments.table1` trains into (its `run_name`)."""
-  name = 'hvae-reference' if flow == 'hvae' else flow
-  return os.path.join(workdir, f'{name}-K{steps}-{preset}-seed{seed}')
-
-
-def train_command(flow_flags, steps, preset):
-  return (f'python -m experiments.table1 {flow_flags} --steps={steps} '
-          f'--preset={preset}')
+def train_command(config):
+  """The experiments.table1 command that trains `config`'s run."""
+  return (f'python -m experiments.table1 --preset={config.preset} --flow={config.flow} '
+          f'--steps={config.num_steps} --seed={config.seed}' +
+          (f' --hvae_gradient={config.hvae_gradient}' if config.flow == 'hvae' else ''))
 
 
 def check_run_dir(run_dir, checkpoint, command):
@@ -158,19 +149,24 @@ def make_figure(panels, num_cols):
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lvae_tf import train  # pylint: disable=g-import-not-at-top
   runs = {'langevin': FLAGS.langevin_run, 'hvae': FLAGS.hvae_run}
-  # Check both runs before importing TensorFlow: a missing run fails in a second.
-  plan = []
+  plan = []  # check both runs before loading either: nothing is written on failure
   try:
-    for flow, title, flow_flags in SIDES:
-      run_dir = runs[flow] or default_run_dir(flow, FLAGS.steps, FLAGS.preset)
-      command = train_command(flow_flags, FLAGS.steps, FLAGS.preset)
+    base = config_flags.config_from_flags()
+    if not FLAGS['steps'].present:
+      base = dataclasses.replace(base, num_steps=5)  # the paper's Figure 2
+    for flow, title in SIDES:
+      config = train.resolve(dataclasses.replace(base, flow=flow))
+      config.validate()
+      run_dir = runs[flow] or os.path.join(FLAGS.workdir, config_lib.run_name(config))
+      command = train_command(config)
       check_run_dir(run_dir, FLAGS.checkpoint, command)
       plan.append((flow, title, run_dir, command))
-  except RunError as e:
+  except (RunError, config_lib.ConfigError) as e:
     cli.fail(str(e))
 
-  from lvae_tf import train  # pylint: disable=g-import-not-at-top
   panels = []
   for flow, title, run_dir, command in plan:
     try:
@@ -179,8 +175,8 @@ def main(argv):
       cli.fail(f'cannot load {run_dir!r}: {e}\nRetrain it with:\n  {command}')
     if config.flow != flow:
       cli.fail(f'{run_dir!r} holds a {config.flow!r} model, expected {flow!r} '
-            f'(swapped --langevin_run / --hvae_run?).')
-    images = model.sample_images(FLAGS.num_images, seed=(FLAGS.seed, 0))
+               f'(swapped --langevin_run / --hvae_run?).')
+    images = model.sample_images(FLAGS.num_images, seed=(FLAGS.sample_seed, 0))
     panels.append((panel_title(title, config, read_nll(run_dir)),
                    images.numpy()))
     print(f'{title}: {run_dir} ({FLAGS.checkpoint} checkpoint)')

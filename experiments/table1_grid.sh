@@ -9,7 +9,7 @@
 #   EXTRA="--precision=float32" ...           # extra flags for every run
 #
 # Order: the seeded K = 5 comparison first (VAE, Langevin, HVAE x 3 seeds), then the K = 1 and
-# K = 10 cells, then the warm-started K = 5 cells (from the same seed's VAE). HVAE uses cached
+# K = 10 cells, then the warm-started K = 5 cells (from the same seed's VAE). The cpu preset uses
 # gradients (K + 1 per pass, the same numbers as the reference's 2K, math.md section 3): under a
 # wall-clock budget it is the honest baseline.
 set -euo pipefail
@@ -25,7 +25,7 @@ for k in 1 10; do runs+=("langevin:$k:0" "hvae:$k:0"); done
 runs+=("langevin:5:0:warm" "hvae:5:0:warm")
 [ -n "${ONLY:-}" ] && read -r -a runs <<< "$ONLY"
 
-common=(--preset="$PRESET" --workdir="$WORKDIR" --results_dir="$RESULTS" --hvae_gradient=cached)
+common=(--preset="$PRESET" --workdir="$WORKDIR" --results_dir="$RESULTS")
 for run in "${runs[@]}"; do
   IFS=: read -r flow k seed warm <<< "$run"
   args=("${common[@]}" --flow="$flow" --steps="$k" --seed="$seed")

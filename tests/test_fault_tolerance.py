@@ -17,14 +17,20 @@ from lvae_tf import models
 from lvae_tf import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN = 'langevin-K2-tiny-seed85547'
+RUN = 'run'
 
 
 def _cli_args(tmp, *extra):
   return [sys.executable, '-m', 'experiments.table1', '--flow=langevin',
           '--steps=2', '--preset=tiny', '--max_epochs=8', '--patience=0',
           '--deterministic', f'--workdir={tmp}/runs', f'--results_dir={tmp}/res',
-          *extra]
+          f'--run_name={RUN}', *extra]
+
+
+def _published(tmp):
+  paths = list((tmp / 'res').glob(f'*/records/{RUN}.json'))
+  assert len(paths) == 1, paths
+  return json.loads(paths[0].read_text())
 
 
 def _env(**extra):
@@ -59,13 +65,13 @@ def test_sigkill_mid_training_then_same_command_matches_uninterrupted(
   process.wait()
   killed_at = _latest_epoch(killed_dir)
   assert 3 <= killed_at < 8
-  assert not (killed_dir / 'res' / 'records').exists()  # no half-made results
+  assert not (killed_dir / 'res').exists()  # no half-made results
 
   resumed = _run(_cli_args(killed_dir))
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f'Resuming from epoch {killed_at}' in resumed.stdout
-  a = json.loads((reference_dir / 'res' / 'records' / f'{RUN}.json').read_text())
-  b = json.loads((killed_dir / 'res' / 'records' / f'{RUN}.json').read_text())
+  a, b = _published(reference_dir), _published(killed_dir)
+  assert [r['epoch'] for r in b['history']] == list(range(1, 9))  # no epoch lost or doubled
   assert b['metrics']['train_steps'] == a['metrics']['train_steps']
   for key in ('test_elbo', 'valid_elbo', 'nll_mean', 'best_epoch'):
     assert a['metrics'][key] == b['metrics'][key], key  # same weights, same numbers
@@ -107,7 +113,8 @@ def test_cli_divergence_exits_nonzero_and_writes_no_record(tmp_path):
   out = _run(_cli_args(tmp_path, '--learning_rate=1e12', '--max_epochs=2'))
   assert out.returncode == 1, out.stderr[-2000:]
   assert 'Training loss became nan' in out.stderr
-  assert not (tmp_path / 'res' / 'records').exists()
+  assert not list((tmp_path / 'res').glob('*/records/*'))
+  assert not list((tmp_path / 'runs').glob('*/record.json'))
 
 
 def test_cli_missing_or_corrupt_data_exit_2(tmp_path):

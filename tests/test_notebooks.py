@@ -121,22 +121,22 @@ STEPS = 2  # K of the tiny runs
 def tiny_runs(tmp_path_factory):
   """A directory whose `runs/` holds a tiny Langevin-VAE and a tiny HVAE run (K = 2).
 
-  Named as `experiments/table1.py` names them, so `figure2.py --preset=tiny --steps=2` run
-  from this directory finds them by default.
+  Named as `experiments/table1.py` names them (`lvae_tf.config.run_name`), so
+  `figure2.py --preset=tiny --steps=2` run from this directory finds them by default.
   """
   from lvae_tf import data  # pylint: disable=g-import-not-at-top
   from lvae_tf import train  # pylint: disable=g-import-not-at-top
-  from experiments import table1  # pylint: disable=g-import-not-at-top
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('figure2')
   mnist = data.load_mnist()
   # train_and_evaluate computes the test ELBO on every test image: 100 are enough here.
   mnist = dataclasses.replace(mnist, test_images=mnist.test_images[:100],
                               test_labels=mnist.test_labels[:100])
   for flow in ('langevin', 'hvae'):
-    config = train.Config(preset='tiny', flow=flow, num_steps=STEPS, **train.PRESETS['tiny'])
-    config = dataclasses.replace(config, verbose=0, max_epochs=1, nll_passes=1,
-                                 nll_test_images=25)
-    train.train_and_evaluate(config, str(root / 'runs' / table1.run_name(config)), mnist)
+    config = train.Config.from_preset('tiny', flow=flow, num_steps=STEPS, verbose=0,
+                                      max_epochs=1, nll_passes=1, nll_test_images=25)
+    config = train.resolve(config)
+    train.train_and_evaluate(config, str(root / 'runs' / config_lib.run_name(config)), mnist)
   return root
 
 
@@ -165,8 +165,9 @@ def test_figure2_writes_a_png_of_both_models(tiny_runs):
 def test_figure2_missing_run_exits_2_naming_path_and_command(tmp_path):
   proc = _figure2(tmp_path, '--preset=tiny', '--output=out/figure2.png')
   assert proc.returncode == 2, (proc.returncode, proc.stderr)
-  assert os.path.join('runs', 'langevin-K5-tiny-seed85547') in proc.stderr
-  assert 'python -m experiments.table1 --flow=langevin --steps=5 --preset=tiny' in proc.stderr
+  assert os.path.join('runs', 'langevin-K5-tiny-seed85547-') in proc.stderr
+  assert ('python -m experiments.table1 --preset=tiny --flow=langevin --steps=5 --seed=85547'
+          in proc.stderr)
   assert not (tmp_path / 'out').exists()
 
 

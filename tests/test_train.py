@@ -105,14 +105,18 @@ def test_cli_tiny_run_writes_record_and_table(tmp_path):
               f'--workdir={tmp_path}/runs', f'--results_dir={tmp_path}/res'],
              cwd=ROOT)
   assert out.returncode == 0, out.stderr[-3000:]
-  record_path = tmp_path / 'res' / 'records' / 'langevin-K2-tiny-seed85547.json'
-  record = json.loads(record_path.read_text())
+  published = list((tmp_path / 'res').glob('tiny-*/records/langevin-K2-tiny-seed85547-*.json'))
+  assert len(published) == 1, published
+  record = json.loads(published[0].read_text())
+  run_dir = tmp_path / 'runs' / record['run_name']
+  assert json.loads((run_dir / 'record.json').read_text()) == record
   assert record['kind'] == 'table1_run'
   assert np.isfinite(record['metrics']['nll_mean'])
   assert record['metrics']['test_elbo'] < -record['metrics']['nll_mean'] + 5
   assert record['metrics']['classifier_fid'] > 0
   assert 1 <= record['metrics']['classifier_is'] <= 10
-  table = (tmp_path / 'res' / 'table1.md').read_text()
+  table = (published[0].parent.parent / 'table1.md').read_text()
+  assert record['protocol'] == published[0].parent.parent.name
   assert 'Langevin-VAE K=2' in table and '| NLL (nats) |' in table
   fid_row = [l for l in table.splitlines() if l.startswith('| classifier FID')][0]
   assert f"{record['metrics']['classifier_fid']:.2f}" in fid_row
@@ -128,6 +132,13 @@ def test_cli_tiny_run_writes_record_and_table(tmp_path):
     (['--step_size=0'], 'step_size'),
     (['--step_size=-0.1'], 'step_size'),
     (['--damping=-1'], 'damping'),
+    (['--damping=inf'], 'damping'),
+    (['--seed=-1'], 'seed'),
+    (['--seed=4294967296'], 'seed'),
+    (['--steps=100000'], 'steps (K) must be in [0, 1000]'),
+    (['--batch_size=500'], 'batch_size 500 exceeds the 200 training images'),
+    (['--train_minutes=-1'], 'train_minutes'),
+    (['--precision=float16'], 'precision'),
 ])
 def test_cli_bad_flags_exit_2_and_write_nothing(tmp_path, args, message):
   out = _cli([*args, '--preset=tiny', f'--workdir={tmp_path}/runs',
