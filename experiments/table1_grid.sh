@@ -9,9 +9,9 @@
 #   EXTRA="--precision=float32" ...           # extra flags for every run
 #
 # Order: the seeded K = 5 comparison first (VAE, Langevin, HVAE x 3 seeds), then the K = 1 and
-# K = 10 cells, then the warm-started K = 5 cells (from the same seed's VAE). The cpu preset uses
-# gradients (K + 1 per pass, the same numbers as the reference's 2K, math.md section 3): under a
-# wall-clock budget it is the honest baseline.
+# K = 10 cells, then the warm-started K = 5 cells (from the same seed's VAE). The cpu preset's
+# HVAE uses cached gradients (K + 1 per pass, the same numbers as the reference's 2K, math.md
+# section 3): under a time budget it is the honest baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESET=${PRESET:-cpu}
