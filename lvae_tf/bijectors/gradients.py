@@ -1,4 +1,4 @@
-"""Machinery shared by the flows: target gradients, their count, state checks.
+"""Machinery shared by the flows: target gradients, their count, shape checks.
 
 Every flow step in this package obtains `grad l(z)` from `value_and_gradient`,
 so a `GradientCounter` passed to a flow counts exactly the gradient evaluations
@@ -7,7 +7,16 @@ the flow performs. That count is the cost unit of the paper's speed claim
 
 `split_state`, `broadcast_to_batch` and `check_num_steps` are the input
 check, the log-det broadcast and the step-count check shared by both
-bijectors (not part of the public API).
+bijectors; `check_parameter_shapes`, `parameter_rank_assertions` and
+`check_parameters_against_event` check the per-dimension parameters
+(`step_size`, `damping`, ...) against each other and against the latent
+dimension D (not part of the public API). `value_and_gradient` checks the
+shape of the target's output.
+
+The shape checks follow TFP's convention: a `ValueError` when the static
+shapes already show the error (at construction for a parameter's own shape,
+at trace time for shapes that involve `z`), else, with `validate_args=True`,
+a run-time assertion (`tf.errors.InvalidArgumentError`).
 """
 
 import numpy as np
@@ -84,7 +93,7 @@ class GradientCounter(tf.Module):
 
 
 def value_and_gradient(target_log_prob_fn, z, gradient_counter=None,
-                       name=None):
+                       validate_args=False, name=None):
   """Computes `l(z)` and `grad_z sum(l(z))` with a differentiable inner tape.
 
   The gradient is computed with a `tf.GradientTape` that watches `z` only and
@@ -93,7 +102,11 @@ def value_and_gradient(target_log_prob_fn, z, gradient_counter=None,
   (second-order autodiff; needed to train a VAE through its flow).
 
   For a target whose batch members are independent (a log density per
-  example), `grad` is the per-example gradient, shape `[..., D]`.
+  example), `grad` is the per-example gradient, shape `[..., D]`. The target
+  must return one log density per batch member, of shape `z.shape[:-1]`: a
+  target returning `[..., D]` (a forgotten `reduce_sum`) or a scalar (a sum
+  over the batch) is an error, checked statically where the shapes are known
+  and, with `validate_args`, at run time where they are not.
 
   Args:
     target_log_prob_fn: Python callable mapping `z` (shape `[..., D]`) to a
@@ -101,6 +114,9 @@ def value_and_gradient(target_log_prob_fn, z, gradient_counter=None,
     z: Floating-point `Tensor`, shape `[..., D]`.
     gradient_counter: Optional `GradientCounter`, incremented by one on every
       execution. Default value: `None` (no counting, no variable ops).
+    validate_args: Python `bool`; if `True`, also check at run time that the
+      shape of `target_log_prob_fn(z)` is `z.shape[:-1]` when the static
+      shapes cannot tell. Default value: `False`.
     name: Python `str` name prefixed to ops created by this function.
       Default value: `None` (i.e., 'value_and_gradient').
 
@@ -110,8 +126,9 @@ def value_and_gradient(target_log_prob_fn, z, gradient_counter=None,
 
   Raises:
     TypeError: if `target_log_prob_fn(z)` is not floating-point.
-    ValueError: if the gradient is `None`, i.e. the target does not depend on
-      `z` (or depends on it only through non-differentiable ops).
+    ValueError: if the static shape of `target_log_prob_fn(z)` is not
+      `z.shape[:-1]`, or if the gradient is `None`, i.e. the target does not
+      depend on `z` (or depends on it only through non-differentiable ops).
   """
   with tf.name_scope(name or 'value_and_gradient'):
     z = tf.convert_to_tensor(z, name='z')
@@ -122,6 +139,7 @@ def value_and_gradient(target_log_prob_fn, z, gradient_counter=None,
       raise TypeError(
           '`target_log_prob_fn` must return a floating-point `Tensor`; '
           'got dtype {}.'.format(value.dtype))
+    assertions = _target_shape_assertions(value, z, validate_args)
     grad = tape.gradient(value, z)
     if grad is None:
       raise ValueError(
@@ -129,6 +147,9 @@ def value_and_gradient(target_log_prob_fn, z, gradient_counter=None,
           'the target does not depend on `z` differentiably. Expected a '
           'function of `z` such as `lambda z: -0.5 * tf.reduce_sum(z**2, -1)`.'
           ' Got target_log_prob_fn={}.'.format(target_log_prob_fn))
+    if assertions:
+      with tf.control_dependencies(assertions):
+        value, grad = tf.identity(value), tf.identity(grad)
     if gradient_counter is not None:
       # The increment waits for the gradient, so a traced function cannot
       # prune a counted gradient: the count is of gradients actually computed.
@@ -194,3 +215,163 @@ def check_num_steps(num_steps):
         '`num_steps` must be a non-negative integer known when the flow is '
         'built (the number of flow steps K); got {!r}.'.format(num_steps))
   return int(value)
+
+
+def format_shape(shape):
+  """`TensorShape` -> `'[4, None]'` (`'[]'` for a scalar) for error messages."""
+  shape = tf.TensorShape(shape)
+  if shape.rank is None:
+    return '<unknown rank>'
+  return str(shape.as_list())
+
+
+def _target_shape_assertions(value, z, validate_args):
+  """Checks `target_log_prob_fn(z)` has shape `z.shape[:-1]`.
+
+  Args:
+    value: `Tensor`, the target's output.
+    z: `Tensor` of shape `[..., D]`, its input.
+    validate_args: Python `bool`; if `True` and the static shapes cannot
+      tell, return a run-time assertion.
+
+  Returns:
+    assertions: list of assertion ops (empty unless needed).
+
+  Raises:
+    ValueError: if the static shapes already differ.
+  """
+  expected = z.shape[:-1]
+  message = ('`target_log_prob_fn` must return one log density per batch '
+             'member: a `Tensor` of shape z.shape[:-1] (z of shape [..., D] ->'
+             ' [...]).')
+  if not value.shape.is_compatible_with(expected):
+    raise ValueError(
+        '{} Got shape {} for z of shape {}; expected shape {}.'.format(
+            message, format_shape(value.shape), format_shape(z.shape),
+            format_shape(expected)))
+  if not validate_args or (value.shape.is_fully_defined() and
+                           expected.is_fully_defined()):
+    return []
+  value_shape, expected_shape = tf.shape(value), tf.shape(z)[:-1]
+  ok = _shapes_equal(value_shape, expected_shape)
+  return [tf.debugging.Assert(
+      ok, [message, 'Got shape', value_shape, 'for z of shape', tf.shape(z),
+           'expected shape', expected_shape])]
+
+
+def _shapes_equal(a, b):
+  """`a == b` for two 1-D shape `Tensor`s of possibly different lengths."""
+  n = tf.minimum(tf.size(a), tf.size(b))
+  return tf.logical_and(tf.equal(tf.size(a), tf.size(b)),
+                        tf.reduce_all(tf.equal(a[:n], b[:n])))
+
+
+def check_parameter_shapes(parameters):
+  """Static checks of per-dimension parameters, at construction.
+
+  Each parameter must be a scalar or a vector (one value per latent
+  dimension), and the vectors must be able to broadcast to one common D:
+  their static lengths, where known and not 1, must agree.
+
+  Args:
+    parameters: list of `(arg_name, Tensor or tf.Variable)` pairs.
+
+  Raises:
+    ValueError: if a parameter has static rank > 1, or two parameters have
+      static lengths that cannot broadcast to the same D.
+  """
+  first = None  # (arg_name, shape) of the first vector of length > 1
+  for arg_name, value in parameters:
+    shape = value.shape
+    if shape.rank is None:
+      continue
+    if shape.rank > 1:
+      raise ValueError(
+          '`{}` must be a scalar or a vector of shape [D] (one value per '
+          'latent dimension); got shape {}.'.format(
+              arg_name, format_shape(shape)))
+    if shape.rank == 0 or shape[0] is None or shape[0] == 1:
+      continue
+    if first is None:
+      first = (arg_name, shape)
+    elif shape[0] != first[1][0]:
+      raise ValueError(
+          '`{}` and `{}` must both be scalars or of shape [D] (one value per '
+          'latent dimension, the same D); got shapes {} and {}.'.format(
+              first[0], arg_name, format_shape(first[1]),
+              format_shape(shape)))
+
+
+def parameter_rank_assertions(value, arg_name, validate_args):
+  """Run-time rank check of a parameter whose static rank is unknown.
+
+  For `_parameter_control_dependencies`: a known rank is checked statically
+  by `check_parameter_shapes`.
+
+  Args:
+    value: `Tensor` or `tf.Variable`, the parameter.
+    arg_name: Python `str`, its name in the error message.
+    validate_args: Python `bool`; no assertion unless `True`.
+
+  Returns:
+    assertions: list of assertion ops (empty unless needed).
+  """
+  if not validate_args or value.shape.rank is not None:
+    return []
+  return [tf.debugging.Assert(
+      tf.rank(value) <= 1,
+      ['`{}` must be a scalar or a vector of shape [D] (one value per latent '
+       'dimension).'.format(arg_name), 'Got shape', tf.shape(value)])]
+
+
+def check_parameters_against_event(parameters, z, validate_args):
+  """Checks per-dimension parameters broadcast against `D = z.shape[-1]`.
+
+  Each parameter must be a scalar or have shape `[D]` or `[1]`, so that it
+  broadcasts against `z` without changing its shape.
+
+  Args:
+    parameters: list of `(arg_name, Tensor)` pairs (parameters already
+      converted to `Tensor`s: the values the caller computes with).
+    z: `Tensor` of shape `[..., D]`.
+    validate_args: Python `bool`; if `True`, check at run time the shapes the
+      static shapes cannot tell.
+
+  Returns:
+    values: list of the parameter `Tensor`s, in order (with run-time checks
+      attached if requested and needed).
+
+  Raises:
+    ValueError: if the static shapes already show a parameter that does not
+      broadcast against D.
+  """
+  num_dims = (tf.compat.dimension_value(z.shape[-1])
+              if z.shape.rank is not None else None)
+  values = []
+  for arg_name, value in parameters:
+    shape = value.shape
+    message = ('`{}` must be a scalar or of shape [D] (or [1]), D = '
+               'z.shape[-1] the latent dimension'.format(arg_name))
+    if shape.rank is not None:
+      size = tf.compat.dimension_value(shape[-1]) if shape.rank else 1
+      if shape.rank > 1 or (size is not None and num_dims is not None and
+                            size not in (1, num_dims)):
+        raise ValueError(
+            '{}; got shape {} with D = {} (z of shape {}).'.format(
+                message, format_shape(shape), num_dims,
+                format_shape(z.shape)))
+      if size == 1 or (size is not None and num_dims is not None):
+        values.append(value)
+        continue
+    if not validate_args:
+      values.append(value)
+      continue
+    value_shape, dims = tf.shape(value), tf.shape(z)[-1]
+    size = value_shape[-1:]  # empty for a scalar
+    ok = tf.logical_and(
+        tf.size(value_shape) <= 1,
+        tf.reduce_all(tf.logical_or(tf.equal(size, 1), tf.equal(size, dims))))
+    with tf.control_dependencies([tf.debugging.Assert(
+        ok, [message + '.', 'Got shape', value_shape, 'with D =', dims])]):
+      values.append(tf.identity(value))
+  return values

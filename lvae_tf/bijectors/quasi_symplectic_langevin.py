@@ -141,13 +141,19 @@ class QuasiSymplecticLangevin(tfb.Bijector):
         gradient evaluations (one per `forward` or `inverse` call).
       validate_args: Python `bool`; if `True`, check `step_size > 0`,
         `damping >= 0`, `noise_scale >= 0` and the inputs (same shape for z
-        and rho, finite values) at run time.
+        and rho, finite values) at run time, and the shapes the static shapes
+        cannot tell (each parameter a scalar, `[D]` or `[1]`; the target's
+        output of shape `z.shape[:-1]`).
       name: Python `str` name prefixed to ops created by this bijector.
 
     Raises:
       TypeError: if `target_log_prob_fn` is not callable.
-      ValueError: if a parameter has rank > 1, or `noise_scale` is not
-        statically zero and `seed` is `None`.
+      ValueError: if a parameter has rank > 1, two parameters have static
+        lengths that cannot broadcast to one D, or `noise_scale` is not
+        statically zero and `seed` is `None`. `forward`, `inverse` and the
+        log-det raise `ValueError` if the static shapes show a parameter that
+        does not broadcast against `D = z.shape[-1]`; `forward` and `inverse`
+        if `target_log_prob_fn(z)` does not have shape `z.shape[:-1]`.
     """
     parameters = dict(locals())
     with tf.name_scope(name) as name:
@@ -163,13 +169,7 @@ class QuasiSymplecticLangevin(tfb.Bijector):
           damping, dtype=dtype, name='damping')
       self._noise_scale = tensor_util.convert_nonref_to_tensor(
           noise_scale, dtype=dtype, name='noise_scale')
-      for arg_name, value in [('step_size', self._step_size),
-                              ('damping', self._damping),
-                              ('noise_scale', self._noise_scale)]:
-        if value.shape.rank is not None and value.shape.rank > 1:
-          raise ValueError(
-              '`{}` must be a scalar or a vector of shape [D] (one value per '
-              'latent dimension); got shape {}.'.format(arg_name, value.shape))
+      gradients.check_parameter_shapes(self._named_parameters())
       self._has_noise = _maybe_nonzero(self._noise_scale)
       if self._has_noise and seed is None:
         raise ValueError(
@@ -233,41 +233,51 @@ class QuasiSymplecticLangevin(tfb.Bijector):
             event_ndims=1,
             default_constraining_bijector_fn=tfb.Softplus))
 
-  def _half_damping(self, step_size):
-    return tf.exp(-0.5 * tf.convert_to_tensor(self._damping) * step_size)
+  def _named_parameters(self):
+    """The per-dimension parameters, `[(arg_name, value)]`."""
+    return [('step_size', self._step_size), ('damping', self._damping),
+            ('noise_scale', self._noise_scale)]
 
-  def _noise(self, z, step_size):
+  def _parameters_for(self, z):
+    """`tau, nu, sigma` as `Tensor`s, checked against `D = z.shape[-1]`."""
+    return gradients.check_parameters_against_event(
+        [(arg_name, tf.convert_to_tensor(value))
+         for arg_name, value in self._named_parameters()],
+        z, self.validate_args)
+
+  def _noise(self, z, step_size, noise_scale):
     """`sqrt(tau) * sigma * xi`, the same for forward and inverse."""
     xi = _stateless_standard_normal(ps.shape(z), self._seed, z.dtype)
-    return tf.sqrt(step_size) * tf.convert_to_tensor(self._noise_scale) * xi
+    return tf.sqrt(step_size) * noise_scale * xi
 
   def _gradient(self, z):
     _, grad = gradients.value_and_gradient(
-        self._target_log_prob_fn, z, gradient_counter=self._gradient_counter)
+        self._target_log_prob_fn, z, gradient_counter=self._gradient_counter,
+        validate_args=self.validate_args)
     return grad
 
   def _forward(self, x):
     z, rho = gradients.split_state(x, self.validate_args, 'x')
-    tau = tf.convert_to_tensor(self._step_size)
-    decay = self._half_damping(tau)
+    tau, nu, sigma = self._parameters_for(z)
+    decay = tf.exp(-0.5 * nu * tau)
     rho = decay * rho                   # half damping
     z = z + 0.5 * tau * rho             # half drift
     rho = rho + tau * self._gradient(z)  # kick
     if self._has_noise:
-      rho = rho + self._noise(z, tau)
+      rho = rho + self._noise(z, tau, sigma)
     z = z + 0.5 * tau * rho             # half drift
     rho = decay * rho                   # half damping
     return tf.nest.pack_sequence_as(x, [z, rho])
 
   def _inverse(self, y):
     z, rho = gradients.split_state(y, self.validate_args, 'y')
-    tau = tf.convert_to_tensor(self._step_size)
-    growth = 1. / self._half_damping(tau)
+    tau, nu, sigma = self._parameters_for(z)
+    growth = 1. / tf.exp(-0.5 * nu * tau)
     rho = growth * rho
     z = z - 0.5 * tau * rho
     rho = rho - tau * self._gradient(z)
     if self._has_noise:
-      rho = rho - self._noise(z, tau)
+      rho = rho - self._noise(z, tau, sigma)
     z = z - 0.5 * tau * rho
     rho = growth * rho
     return tf.nest.pack_sequence_as(y, [z, rho])
@@ -275,9 +285,8 @@ class QuasiSymplecticLangevin(tfb.Bijector):
   def _log_det(self, state):
     """`-sum_d nu_d * tau_d`, broadcast to the batch shape of `state`."""
     z, _ = tf.nest.flatten(state)
-    nu_tau = (tf.convert_to_tensor(self._damping) *
-              tf.convert_to_tensor(self._step_size))
-    log_det = -tf.reduce_sum(tf.broadcast_to(nu_tau, ps.shape(z)[-1:]))
+    tau, nu, _ = self._parameters_for(z)
+    log_det = -tf.reduce_sum(tf.broadcast_to(nu * tau, ps.shape(z)[-1:]))
     return gradients.broadcast_to_batch(log_det, state)
 
   def _forward_log_det_jacobian(self, x):
@@ -290,6 +299,11 @@ class QuasiSymplecticLangevin(tfb.Bijector):
     if not self.validate_args:
       return []
     assertions = []
+    # Static ranks are checked in `__init__`; here only unknown ones.
+    for arg_name, value in self._named_parameters():
+      if is_init != tensor_util.is_ref(value):
+        assertions.extend(gradients.parameter_rank_assertions(
+            value, arg_name, self.validate_args))
     if is_init != tensor_util.is_ref(self._step_size):
       assertions.append(assert_util.assert_positive(
           self._step_size,
@@ -357,13 +371,21 @@ def langevin_flow(target_log_prob_fn,
       `forward_min_event_ndims == [1, 1]`.
 
   Raises:
-    ValueError: if `num_steps` is not a non-negative Python integer.
+    ValueError: if `num_steps` is not a non-negative Python integer, or the
+      parameters' shapes are wrong (see `QuasiSymplecticLangevin`).
   """
   num_steps = gradients.check_num_steps(num_steps)
   with tf.name_scope(name):
     if num_steps == 0:
       dtype = dtype_util.common_dtype(
           [step_size, damping, noise_scale], dtype_hint=tf.float32)
+      # The identity uses `step_size` only; check the others' shapes here.
+      gradients.check_parameter_shapes(
+          [(arg_name, tensor_util.convert_nonref_to_tensor(
+              value, dtype=dtype, name=arg_name))
+           for arg_name, value in [('step_size', step_size),
+                                   ('damping', damping),
+                                   ('noise_scale', noise_scale)]])
       steps = [tempered_leapfrog.TemperedLeapfrog(
           target_log_prob_fn, step_size=step_size,
           tempering=tf.zeros([0], dtype), gradient_counter=gradient_counter,

@@ -112,13 +112,20 @@ class TemperedLeapfrog(tfb.Bijector):
       gradient_counter: Optional `GradientCounter` counting the executed
         gradient evaluations.
       validate_args: Python `bool`; if `True`, check `step_size > 0`,
-        `tempering > 0` and the inputs at run time.
+        `tempering > 0` and the inputs at run time, and the shapes the static
+        shapes cannot tell (`step_size` a scalar, `[D]` or `[1]`; the target's
+        output of shape `z.shape[:-1]`).
       name: Python `str` name prefixed to ops created by this bijector.
 
     Raises:
       TypeError: if `target_log_prob_fn` is not callable.
       ValueError: if `gradient_mode` is unknown, `tempering` is not a vector of
-        statically known length, or `step_size` has rank > 1.
+        statically known length, or `step_size` has rank > 1. `forward`,
+        `inverse` and the log-det raise `ValueError` if the static shapes show
+        a `step_size` that does not broadcast against `D = z.shape[-1]`;
+        `forward` and `inverse` if `target_log_prob_fn(z)` does not have shape
+        `z.shape[:-1]`. (`tempering` has one factor per step, K, unrelated to
+        D: each `alpha_k` is a scalar.)
     """
     parameters = dict(locals())
     with tf.name_scope(name) as name:
@@ -137,18 +144,13 @@ class TemperedLeapfrog(tfb.Bijector):
           step_size, dtype=dtype, name='step_size')
       self._tempering = tensor_util.convert_nonref_to_tensor(
           tempering, dtype=dtype, name='tempering')
-      if self._step_size.shape.rank is not None and (
-          self._step_size.shape.rank > 1):
-        raise ValueError(
-            '`step_size` must be a scalar or a vector of shape [D] (one value '
-            'per latent dimension); got shape {}.'.format(
-                self._step_size.shape))
+      gradients.check_parameter_shapes([('step_size', self._step_size)])
       if (self._tempering.shape.rank != 1 or
           self._tempering.shape[0] is None):
         raise ValueError(
             '`tempering` must be a 1-D vector of the K tempering factors, '
             'with K known statically; got shape {}.'.format(
-                self._tempering.shape))
+                gradients.format_shape(self._tempering.shape)))
       self._num_steps = int(self._tempering.shape[0])
       self._gradient_counter = gradient_counter
       super().__init__(
@@ -204,8 +206,16 @@ class TemperedLeapfrog(tfb.Bijector):
 
   def _gradient(self, z):
     _, grad = gradients.value_and_gradient(
-        self._target_log_prob_fn, z, gradient_counter=self._gradient_counter)
+        self._target_log_prob_fn, z, gradient_counter=self._gradient_counter,
+        validate_args=self.validate_args)
     return grad
+
+  def _step_size_for(self, z):
+    """`eps` as a `Tensor`, checked against `D = z.shape[-1]`."""
+    [eps] = gradients.check_parameters_against_event(
+        [('step_size', tf.convert_to_tensor(self._step_size))], z,
+        self.validate_args)
+    return eps
 
   def _alphas(self):
     return tf.unstack(tf.convert_to_tensor(self._tempering),
@@ -213,7 +223,7 @@ class TemperedLeapfrog(tfb.Bijector):
 
   def _forward(self, x):
     z, rho = gradients.split_state(x, self.validate_args, 'x')
-    eps = tf.convert_to_tensor(self._step_size)
+    eps = self._step_size_for(z)
     cached = self._gradient_mode == 'cached'
     grad = None
     for alpha in self._alphas():
@@ -228,7 +238,7 @@ class TemperedLeapfrog(tfb.Bijector):
 
   def _inverse(self, y):
     z, rho = gradients.split_state(y, self.validate_args, 'y')
-    eps = tf.convert_to_tensor(self._step_size)
+    eps = self._step_size_for(z)
     cached = self._gradient_mode == 'cached'
     grad = None
     for alpha in reversed(self._alphas()):
@@ -243,10 +253,13 @@ class TemperedLeapfrog(tfb.Bijector):
 
   def _log_det(self, state):
     """`D * sum_k ln alpha_k`, broadcast to the batch shape of `state`."""
-    _, rho = tf.nest.flatten(state)
-    num_dims = tf.cast(ps.shape(rho)[-1], self._tempering.dtype)
-    log_det = num_dims * tf.reduce_sum(
-        tf.math.log(tf.convert_to_tensor(self._tempering)))
+    z, rho = tf.nest.flatten(state)
+    # The log-det does not use `eps`; check it anyway, as forward does.
+    eps = self._step_size_for(z)
+    with tf.control_dependencies([eps] if self.validate_args else []):
+      num_dims = tf.cast(ps.shape(rho)[-1], self._tempering.dtype)
+      log_det = num_dims * tf.reduce_sum(
+          tf.math.log(tf.convert_to_tensor(self._tempering)))
     return gradients.broadcast_to_batch(log_det, state)
 
   def _forward_log_det_jacobian(self, x):
@@ -260,6 +273,9 @@ class TemperedLeapfrog(tfb.Bijector):
       return []
     assertions = []
     if is_init != tensor_util.is_ref(self._step_size):
+      # A static rank is checked in `__init__`; here only an unknown one.
+      assertions.extend(gradients.parameter_rank_assertions(
+          self._step_size, 'step_size', self.validate_args))
       assertions.append(assert_util.assert_positive(
           self._step_size,
           message='Argument `step_size` (eps) must be positive (eps > 0).'))
