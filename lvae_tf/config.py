@@ -58,6 +58,11 @@ CHOICES = {
     'nll_subset': ('random', 'first'),
     'budget_clock': ('wall', 'cpu'),
     'strategy': ('default', 'mirrored', 'multiworker'),
+    # lvae_tf.data.load_dataset: 'mnist' is the offline checksummed loader, the others TFDS
+    # (fashion_mnist also from Debian's dataset-fashion-mnist).
+    'dataset': ('mnist', 'binarized_mnist', 'fashion_mnist', 'kmnist', 'emnist',
+                'emnist/byclass', 'emnist/bymerge', 'emnist/balanced', 'emnist/letters',
+                'emnist/digits', 'emnist/mnist', 'omniglot'),
 }
 FLOWS = CHOICES['flow']
 

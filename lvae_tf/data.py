@@ -76,6 +76,8 @@ import struct
 import numpy as np
 import tensorflow as tf
 
+from lvae_tf import config as config_lib
+
 __all__ = [
     'DataError', 'DataNotFoundError', 'DataIntegrityError',
     'UnknownDatasetError', 'ImageData', 'Mnist', 'load_mnist', 'load_dataset',
@@ -610,7 +612,8 @@ _SPECS = {
 }
 
 #: Names accepted by `load_dataset`.
-DATASETS = ('mnist',) + tuple(_SPECS)
+DATASETS = config_lib.CHOICES['dataset']
+assert set(DATASETS) == {'mnist', *_SPECS}, DATASETS
 #: Validation images taken from the end of a training split that has no
 #: validation split, when it has at least `HOLDOUT_MIN_TRAIN` images (else 10%).
 HOLDOUT = 10_000

@@ -325,7 +325,7 @@ def nll_subset_indices(num_test, config):
   return np.sort(rng.permutation(num_test)[:n])
 
 
-def evaluate_nll(model, images, config, seed, progress=True):
+def evaluate_nll(model, images, config, seed, progress=True, binarized=False):
   """Importance-sampled NLL (math.md section 4) of each image, averaged over passes.
 
   Returns:
@@ -339,7 +339,7 @@ def evaluate_nll(model, images, config, seed, progress=True):
   for p in range(config.nll_passes):
     dataset = data_lib.eval_dataset(images, config.nll_batch_size,
                                     seed=(seed, 1000 + p),
-                                    binarization='dynamic')
+                                    binarization='dynamic', binarized=binarized)
     values = []
     for i, x in enumerate(dataset):
       values.append(model.log_marginal_likelihood(
@@ -398,7 +398,8 @@ def train_and_evaluate(config, workdir, mnist=None):
   Args:
     config: `Config` (`precision='auto'` is resolved for this device).
     workdir: directory for config, checkpoints, history, TensorBoard logs and the record.
-    mnist: optional `lvae_tf.data.Mnist` (default: `data.load_mnist()`).
+    mnist: optional `lvae_tf.data.ImageData` (default:
+      `data.load_dataset(config.dataset, config.data_dir)`).
 
   Returns:
     The record (a dict), also written atomically to `workdir/record.json`.
@@ -413,7 +414,8 @@ def train_and_evaluate(config, workdir, mnist=None):
   config.validate()
   # First: MultiWorkerMirroredStrategy must exist before other TF work in the process.
   strategy = make_strategy(config.strategy)
-  mnist = mnist or data_lib.load_mnist()
+  mnist = mnist or data_lib.load_dataset(config.dataset, config.data_dir or None)
+  binarized = getattr(mnist, 'binarized', False)
   chief = _is_chief(strategy)
   if not chief:
     # Every worker takes part in saving (collectives); only the chief writes the real run
@@ -454,7 +456,8 @@ def train_and_evaluate(config, workdir, mnist=None):
     _warm_start_record(workdir, warm_checkpoint)
 
   valid = data_lib.eval_dataset(valid_images, config.eval_batch_size,
-                                seed=(config.seed, 1), binarization='fixed')
+                                seed=(config.seed, 1), binarization='fixed',
+                                binarized=binarized)
   t0 = time.time()
   if not state.done and not state.out_of_time and initial_epoch < config.max_epochs:
     if initial_epoch:
@@ -462,7 +465,7 @@ def train_and_evaluate(config, workdir, mnist=None):
             f'(step {initial_epoch * config.steps_per_epoch}).')
     train = data_lib.train_dataset(
         train_images, config.batch_size, seed=config.seed,
-        start_step=initial_epoch * config.steps_per_epoch)
+        start_step=initial_epoch * config.steps_per_epoch, binarized=binarized)
     model.fit(train, epochs=config.max_epochs, initial_epoch=initial_epoch,
               steps_per_epoch=config.steps_per_epoch, validation_data=valid,
               callbacks=[state, keras.callbacks.TensorBoard(
@@ -482,20 +485,23 @@ def train_and_evaluate(config, workdir, mnist=None):
 
   t0 = time.time()
   test = data_lib.eval_dataset(test_images, config.eval_batch_size,
-                               seed=(config.seed, 2), binarization='dynamic')
+                               seed=(config.seed, 2), binarization='dynamic',
+                               binarized=binarized)
   test_elbo = model.evaluate(test, verbose=0, return_dict=True)['elbo']
   valid_elbo = model.evaluate(valid, verbose=0, return_dict=True)['elbo']
   elbo_seconds = time.time() - t0
   t0 = time.time()
   nll_index = nll_subset_indices(len(test_images), config)
   nll = evaluate_nll(model, test_images[nll_index], config, config.seed,
-                     progress=config.verbose > 0)
+                     progress=config.verbose > 0, binarized=binarized)
   nll_seconds = time.time() - t0
   t0 = time.time()
-  if config.fid_samples and config.verbose:
-    print(f'Classifier FID/IS on {config.fid_samples} samples ...', flush=True)
-  quality = sample_quality(model, test_images, config.fid_samples,
-                           seed=config.seed) if config.fid_samples else {}
+  # The classifier behind FID/IS knows MNIST digits only: other datasets skip it.
+  fid_samples = config.fid_samples if config.dataset in ('mnist', 'binarized_mnist') else 0
+  if fid_samples and config.verbose:
+    print(f'Classifier FID/IS on {fid_samples} samples ...', flush=True)
+  quality = sample_quality(model, test_images, fid_samples,
+                           seed=config.seed) if fid_samples else {}
   quality_seconds = time.time() - t0
 
   epochs = int(state.epoch.numpy())
@@ -506,6 +512,7 @@ def train_and_evaluate(config, workdir, mnist=None):
       'config': dataclasses.asdict(config),
       'environment': results.environment(),
       'data_source': mnist.source,
+      'dataset': config.dataset,
       'warm_start_checkpoint': _warm_start_record(workdir, None),
       'metrics': {
           'test_elbo': float(test_elbo),
