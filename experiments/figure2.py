@@ -104,22 +104,6 @@ def panel_title(title, config, nll):
           f'(S = {config.nll_samples} importance samples{on}{runs})')
 
 
-def tile_images(images, num_cols, pad=2, pad_value=1.):
-  """`(n, 28, 28[, 1])` images in [0, 1] -> one `(H, W)` grid, row by row, padded."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  images = np.asarray(images, np.float32)
-  images = images.reshape(images.shape[:3])
-  n, h, w = images.shape
-  num_rows = math.ceil(n / num_cols)
-  grid = np.full((num_rows * (h + pad) + pad, num_cols * (w + pad) + pad),
-                 pad_value, np.float32)
-  for i, image in enumerate(images):
-    r, c = divmod(i, num_cols)
-    top, left = pad + r * (h + pad), pad + c * (w + pad)
-    grid[top:top + h, left:left + w] = image
-  return grid
-
-
 def save_figure_atomic(fig, path, dpi):
   """Saves a matplotlib figure as PNG via a temporary file + `os.replace`."""
   from lvae_tf import results  # pylint: disable=g-import-not-at-top
@@ -132,7 +116,8 @@ def make_figure(panels, num_cols):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  grids = [tile_images(images, num_cols) for _, images in panels]
+  from lvae_tf import visualize  # pylint: disable=g-import-not-at-top
+  grids = [visualize.tile_images(images, num_cols) for _, images in panels]
   aspect = grids[0].shape[0] / grids[0].shape[1]
   fig, axes = plt.subplots(1, len(panels), squeeze=False,
                            figsize=(4.2 * len(panels), 4.2 * aspect + 0.8))

@@ -63,8 +63,11 @@ def define_flags():
   flags.DEFINE_float('min_test_accuracy', 0.99,
                      'Grey-level test accuracy below which nothing is '
                      'written.')
-  flags.DEFINE_string('output_dir', os.path.join('lvae_tf', 'assets'),
+  flags.DEFINE_string('output_dir', os.path.join('runs', 'classifier'),
                       'Directory for the weights and the JSON record.')
+  flags.DEFINE_bool('overwrite_shipped', False,
+                    'Allow --output_dir to be the package\'s assets directory, replacing the '
+                    'classifier weights that lvae_tf ships (and every FID/IS reference value).')
 
 
 # Salts for seeds derived from --seed (fold_in), so the streams are distinct.
@@ -221,9 +224,20 @@ def train_classifier(seed, epochs, batch_size, learning_rate,
   return record
 
 
+def _is_shipped_assets(directory):
+  shipped = os.path.dirname(metrics.__file__)
+  return os.path.realpath(directory) == os.path.realpath(os.path.join(shipped, 'assets'))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
+  if _is_shipped_assets(FLAGS.output_dir) and not FLAGS.overwrite_shipped:
+    sys.stderr.write(
+        f'error: --output_dir={FLAGS.output_dir} holds the classifier weights lvae_tf ships; '
+        'replacing them changes every classifier FID/IS. Pass --overwrite_shipped to do it '
+        'on purpose, or choose another --output_dir.\n')
+    sys.exit(2)
   record = train_classifier(
       seed=FLAGS.seed, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
       learning_rate=FLAGS.learning_rate,

@@ -28,6 +28,7 @@ from lvae_tf import config as config_lib
 from lvae_tf import data as data_lib
 from lvae_tf import models
 from lvae_tf import results
+from lvae_tf import visualize
 from lvae_tf.config import Config
 from lvae_tf.config import ConfigError
 from lvae_tf.config import PRESETS
@@ -308,6 +309,10 @@ def _check_workdir(workdir, config):
   return {'config': dataclasses.asdict(config), 'training_identity': identity}
 
 
+# Validation images shown (with their reconstructions) in a run's pictures.
+_PICTURE_IMAGES = 16
+
+
 def _subset(images, n):
   return images[:n] if n else images
 
@@ -469,7 +474,9 @@ def train_and_evaluate(config, workdir, mnist=None):
     model.fit(train, epochs=config.max_epochs, initial_epoch=initial_epoch,
               steps_per_epoch=config.steps_per_epoch, validation_data=valid,
               callbacks=[state, keras.callbacks.TensorBoard(
-                  os.path.join(workdir, 'tensorboard'), profile_batch=0)],
+                  os.path.join(workdir, 'tensorboard'), profile_batch=0),
+                         visualize.RunImages(os.path.join(workdir, 'tensorboard'),
+                                             valid_images[:_PICTURE_IMAGES], seed=config.seed)],
               verbose=config.verbose)
   train_seconds = time.time() - t0
   train_steps = int(model.optimizer.iterations.numpy())
@@ -483,6 +490,8 @@ def train_and_evaluate(config, workdir, mnist=None):
       model.set_weights(trained.get_weights())
       model.compile(jit_compile=config.jit_compile)
 
+  if chief:
+    visualize.write_run_pngs(model, valid_images[:_PICTURE_IMAGES], workdir, seed=config.seed)
   t0 = time.time()
   test = data_lib.eval_dataset(test_images, config.eval_batch_size,
                                seed=(config.seed, 2), binarization='dynamic',

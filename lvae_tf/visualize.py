@@ -1,0 +1,114 @@
+"""Pictures of a run: sample and reconstruction grids (PNG and TensorBoard), flow parameters.
+
+`RunImages` is a Keras callback: after every validation epoch it writes to TensorBoard
+
+* `images/samples`: Bernoulli means `sigmoid(decoder(z))` for fixed draws `z ~ N(0, I)` (the
+  same `z` every epoch, so the images show the model changing, not the noise);
+* `images/reconstructions`: fixed validation images (top half of the grid) above their
+  reconstructions through encoder, flow and decoder (bottom half);
+* the learned flow parameters: histograms of the per-dimension step sizes and damping, and
+  their means, and the HVAE's initial temperature, as scalars.
+
+`write_run_pngs` writes the same two grids as `samples.png` and `reconstructions.png` into a
+run directory (atomically), from the model that is evaluated.
+"""
+
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from lvae_tf import results
+
+__all__ = ['RunImages', 'save_grid_png', 'tile_images', 'write_run_pngs']
+
+
+def tile_images(images, num_cols, pad=2, pad_value=1.):
+  """`(n, 28, 28[, 1])` images in [0, 1] -> one `(H, W)` grid, row by row, padded."""
+  images = np.asarray(images, np.float32)
+  images = images.reshape(images.shape[:3])
+  n, h, w = images.shape
+  num_rows = math.ceil(n / num_cols)
+  grid = np.full((num_rows * (h + pad) + pad, num_cols * (w + pad) + pad),
+                 pad_value, np.float32)
+  for i, image in enumerate(images):
+    r, c = divmod(i, num_cols)
+    top, left = pad + r * (h + pad), pad + c * (w + pad)
+    grid[top:top + h, left:left + w] = image
+  return grid
+
+
+def save_grid_png(grid, path):
+  """Writes a `(H, W)` grid in [0, 1] as a grey PNG, atomically."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  with results.atomic_path(path, suffix='.png') as tmp:
+    plt.imsave(tmp, np.clip(grid, 0., 1.), cmap='gray', vmin=0., vmax=1., format='png')
+
+
+def _grids(model, images, num_samples, seed):
+  samples = model.sample_images(num_samples, seed=(seed, 7)).numpy()
+  x = images.astype(np.float32) / 255. if images.dtype == np.uint8 else images.astype(
+      np.float32)
+  if x.ndim == 3:
+    x = x[..., None]
+  recon = model.reconstruct(tf.constant(x), seed=(seed, 8)).numpy()
+  sample_grid = tile_images(samples, math.ceil(math.sqrt(num_samples)))
+  # Two rows of originals above two rows of their reconstructions.
+  recon_grid = tile_images(np.concatenate([x, recon]), max(1, math.ceil(len(x) / 2)))
+  return sample_grid, recon_grid
+
+
+def write_run_pngs(model, images, run_dir, seed=0, num_samples=64):
+  """Writes `samples.png` and `reconstructions.png` into `run_dir`; returns their paths.
+
+  Args:
+    model: a `FlowVAE`.
+    images: validation images, uint8 `(n, 28, 28)` (grey levels, shown as they are) or float
+      in [0, 1]; an even number keeps the grid rectangular.
+    run_dir: directory to write into.
+    seed: seed of the prior draws and the reconstruction noise.
+    num_samples: samples in the sample grid.
+  """
+  sample_grid, recon_grid = _grids(model, np.asarray(images), num_samples, seed)
+  paths = (os.path.join(run_dir, 'samples.png'), os.path.join(run_dir, 'reconstructions.png'))
+  save_grid_png(sample_grid, paths[0])
+  save_grid_png(recon_grid, paths[1])
+  return paths
+
+
+class RunImages(keras.callbacks.Callback):
+  """Sample and reconstruction grids and flow parameters to TensorBoard, every epoch.
+
+  Args:
+    logdir: TensorBoard directory (a subdirectory `images` is used).
+    images: validation images to reconstruct, uint8 `(n, 28, 28)`.
+    seed: seed of the fixed prior draws and reconstruction noise.
+    num_samples: samples per grid.
+  """
+
+  def __init__(self, logdir, images, seed=0, num_samples=64):
+    super().__init__()
+    self.images = np.asarray(images)
+    self.seed = seed
+    self.num_samples = num_samples
+    self.writer = tf.summary.create_file_writer(os.path.join(logdir, 'images'))
+
+  def on_epoch_end(self, epoch, logs=None):
+    sample_grid, recon_grid = _grids(self.model, self.images, self.num_samples, self.seed)
+    step = epoch + 1
+    with self.writer.as_default():
+      tf.summary.image('images/samples', sample_grid[None, ..., None], step=step)
+      tf.summary.image('images/reconstructions', recon_grid[None, ..., None], step=step)
+      for name in ('step_size', 'damping', 'initial_temperature'):
+        value = getattr(self.model, name, None)
+        if value is None:
+          continue
+        value = tf.convert_to_tensor(value)
+        if value.shape.rank:
+          tf.summary.histogram(f'flow/{name}', value, step=step)
+        tf.summary.scalar(f'flow/{name}_mean', tf.reduce_mean(value), step=step)
+    self.writer.flush()
