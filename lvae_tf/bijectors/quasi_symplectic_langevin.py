@@ -55,7 +55,7 @@ class QuasiSymplecticLangevin(tfb.Bijector):
     log |det d(z', rho') / d(z, rho)| = -sum_d nu_d * tau_d
   ```
 
-  Corrections to the paper (see `notes/math.md`, section 1):
+  Corrections to the paper (see `docs/math.md`, section 1):
 
   * Paper Eq. 7 as printed moves z by the gradient (`Phi_1 = Phi - tau/2 *
     grad ln p`) and never lets the gradient reach the momentum; that map's
