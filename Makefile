@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all quick table1-grid table1-grid-cpu clean
+.PHONY: setup test test-fast quick table1-grid table1-grid-cpu clean
 
 setup: $(STAMP)
 
@@ -18,15 +18,16 @@ $(STAMP): requirements.txt requirements-data.txt requirements-dev.txt setup.py
 	$(PY) -c "import lvae_tf"
 	touch $(STAMP)
 
-# The CI command (.ci/run calls exactly this).
+# The CI command (.ci/run calls exactly this): the whole suite.
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# Also the tests marked slow.
-test-all: $(STAMP)
-	$(PY) -m pytest -q --runslow tests
+# The inner loop: no subprocess training, no notebooks, no distributed runs.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
-# Main job: the quick preset of Table 1 (one K = 10 Langevin-VAE, train + ELBO + NLL).
+# Main job: the quick preset of Table 1 (one K = 10 Langevin-VAE, train + ELBO + NLL), a smoke
+# run: everything goes to runs/ (not tracked), nothing to results/.
 quick: $(STAMP)
 	$(PY) -m experiments.table1 --flow=langevin --steps=10 --preset=quick
 
@@ -34,9 +35,9 @@ quick: $(STAMP)
 table1-grid: $(STAMP)
 	PRESET=paper experiments/table1_grid.sh
 
-# The reduced CPU grid whose records are committed under results/table1.
+# The CPU protocol's grid, whose records are committed under results/table1/cpu-*.
 table1-grid-cpu: $(STAMP)
-	PRESET=quick experiments/table1_grid.sh
+	PRESET=cpu experiments/table1_grid.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

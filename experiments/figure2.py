@@ -29,7 +29,7 @@ from lvae_tf import config_flags  # pylint: disable=g-bad-import-order
 FLAGS = flags.FLAGS
 
 config_flags.define_config_flags(default_preset='cpu')
-flags.DEFINE_string('workdir', 'runs', 'Root of the run directories (as experiments.table1).')
+config_flags.define_workdir_flag()
 flags.DEFINE_string('langevin_run', None,
                     'Langevin-VAE run directory (default: the run experiments.table1 trains '
                     'with the same flags and --flow=langevin).')

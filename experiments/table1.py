@@ -30,7 +30,7 @@ from lvae_tf import config_flags  # pylint: disable=g-bad-import-order
 FLAGS = flags.FLAGS
 
 config_flags.define_config_flags(default_preset='cpu')
-flags.DEFINE_string('workdir', 'runs', 'Root of per-run work directories.')
+config_flags.define_workdir_flag()
 flags.DEFINE_string('run_name', None,
                     'Name of the run directory (default: lvae_tf.config.run_name).')
 flags.DEFINE_string('results_dir', None,

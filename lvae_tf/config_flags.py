@@ -17,7 +17,7 @@ from absl import flags
 
 from lvae_tf import config as config_lib
 
-__all__ = ['config_from_flags', 'define_config_flags', 'flag_name']
+__all__ = ['config_from_flags', 'define_config_flags', 'define_workdir_flag', 'flag_name']
 
 
 def flag_name(field):
@@ -56,6 +56,13 @@ def define_config_flags(flag_values=flags.FLAGS, default_preset='paper'):
       flags.DEFINE_float(name, None, help_text, flag_values=flag_values)
     else:
       flags.DEFINE_string(name, None, help_text, flag_values=flag_values)
+
+
+def define_workdir_flag(flag_values=flags.FLAGS):
+  """`--workdir`, the root of run directories, shared by the scripts that train or read runs."""
+  if 'workdir' not in flag_values:
+    flags.DEFINE_string('workdir', 'runs', 'Root of the run directories.',
+                        flag_values=flag_values)
 
 
 def config_from_flags(flag_values=flags.FLAGS):

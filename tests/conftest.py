@@ -1,20 +1,9 @@
-"""Shared pytest setup: quiet TF logs, the --runslow switch, CPU determinism."""
+"""Shared pytest setup: quiet TF logs; the `slow` marker.
+
+`make test` (CI) runs every test; `make test-fast` deselects those marked `slow` (subprocess
+training runs, notebooks, multi-process distribution), each of which names in its docstring
+the fast test that covers the same claim where one exists.
+"""
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import pytest  # pylint: disable=g-import-not-at-top
-
-
-def pytest_addoption(parser):
-  parser.addoption('--runslow', action='store_true', default=False,
-                   help='also run tests marked slow')
-
-
-def pytest_collection_modifyitems(config, items):
-  if config.getoption('--runslow'):
-    return
-  skip = pytest.mark.skip(reason='slow; run with --runslow')
-  for item in items:
-    if 'slow' in item.keywords:
-      item.add_marker(skip)

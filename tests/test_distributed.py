@@ -5,6 +5,8 @@ Each replica draws its rows of the global batch's noise (`models/base.py`,
 run computes the same numbers as a single-device run up to floating-point reduction order
 (the all-reduce sums per-replica gradients). Measured difference on this tiny setting:
 < 1e-4 nats in every metric; the tolerance below (0.01 nats) leaves room for other CPUs.
+
+Slow (multi-process runs); no fast test covers distribution.
 """
 
 import json
@@ -14,6 +16,8 @@ import subprocess
 import sys
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 0.01  # nats

@@ -48,8 +48,10 @@ def _latest_epoch(tmp):
   return int(path.rsplit('-', 1)[1]) if path else 0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_same_command_matches_uninterrupted(
     tmp_path):
+  """Slow (two subprocess trainings; fast cover: test_train.py::test_resume_gives_identical_weights)."""
   reference_dir, killed_dir = tmp_path / 'reference', tmp_path / 'killed'
   reference = _run(_cli_args(reference_dir))
   assert reference.returncode == 0, reference.stderr[-3000:]
@@ -109,7 +111,9 @@ def test_nonfinite_loss_stops_keeps_last_good_checkpoint(mnist, tmp_path,
   assert not (tmp_path / 'record.json').exists()
 
 
+@pytest.mark.slow
 def test_cli_divergence_exits_nonzero_and_writes_no_record(tmp_path):
+  """Slow (subprocess training; fast cover: test_train.py::test_divergence_stops_with_clear_error_and_no_record)."""
   out = _run(_cli_args(tmp_path, '--learning_rate=1e12', '--max_epochs=2'))
   assert out.returncode == 1, out.stderr[-2000:]
   assert 'Training loss became nan' in out.stderr

@@ -80,7 +80,8 @@ def test_repository_paths_in_docs_exist():
 def _defined_flags():
   names = {config_flags.flag_name(f) for f in dataclasses.fields(config_lib.Config)}
   define = re.compile(r"DEFINE_\w+\(\s*'(\w+)'")
-  for path in glob.glob(os.path.join(ROOT, 'experiments', '*.py')):
+  for path in [*glob.glob(os.path.join(ROOT, 'experiments', '*.py')),
+               os.path.join(ROOT, 'lvae_tf', 'config_flags.py')]:
     names.update(define.findall(_read(path)))
   # absl's own flags.
   names.update({'helpfull', 'help', 'verbosity', 'runslow'})

@@ -100,7 +100,9 @@ def _cli(args, cwd):
                         timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_tiny_run_writes_record_and_table(tmp_path):
+  """Slow (subprocess training; fast cover: test_results.py and test_train.py::test_resume_gives_identical_weights)."""
   out = _cli(['--flow=langevin', '--steps=2', '--preset=tiny',
               f'--workdir={tmp_path}/runs', f'--results_dir={tmp_path}/res'],
              cwd=ROOT)
