@@ -112,3 +112,55 @@ class RunImages(keras.callbacks.Callback):
           tf.summary.histogram(f'flow/{name}', value, step=step)
         tf.summary.scalar(f'flow/{name}_mean', tf.reduce_mean(value), step=step)
     self.writer.flush()
+
+
+def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae', 5))):
+  """Validation ELBO against training seconds and against epochs, one line per run.
+
+  Args:
+    records: Table 1 run records of one protocol (each with its per-epoch `history`).
+    path: PNG to write (atomically).
+    columns: `(flow, K)` pairs to draw; other records are ignored.
+
+  Returns:
+    The number of runs drawn.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  colours = dict(zip(columns, ('tab:grey', 'tab:blue', 'tab:orange', 'tab:green', 'tab:red')))
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+  drawn, labelled = 0, set()
+  for record in sorted(records, key=lambda r: (r['config']['flow'], r['config']['seed'])):
+    c = record['config']
+    column = (c['flow'], c['num_steps'])
+    history = record.get('history') or []
+    if column not in colours or not history:
+      continue
+    epochs = [h['epoch'] for h in history]
+    elbo = [h['val_elbo'] for h in history]
+    label = None if column in labelled else (
+        f'{c["flow"]} K={c["num_steps"]}' if c['flow'] != 'hvae' else
+        f'hvae ({c["hvae_gradient"]}) K={c["num_steps"]}')
+    labelled.add(column)
+    for ax, x in zip(axes, ([h['train_seconds'] / 60. for h in history],
+                            [h['cpu_seconds'] / 60. for h in history], epochs)):
+      ax.plot(x, elbo, color=colours[column], label=label, lw=1.2, alpha=0.85)
+    drawn += 1
+  for ax, xlabel in zip(axes, ('training wall-clock minutes', 'training CPU minutes',
+                               'epochs (500 steps)')):
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel('validation ELBO (nats)')
+  if drawn:
+    low = min(min(h['val_elbo'] for h in r['history']) for r in records if r.get('history'))
+    high = max(max(h['val_elbo'] for h in r['history']) for r in records if r.get('history'))
+    axes[0].set_ylim(max(low, high - 25.), high + 1.)
+    axes[0].legend(loc='lower right')
+  fig.suptitle(f'Validation ELBO while training (protocol {records[0].get("protocol", "?")}; '
+               'one line per seed)' if records else 'no records', fontsize=10)
+  fig.tight_layout()
+  with results.atomic_path(path, suffix='.png') as tmp:
+    fig.savefig(tmp, format='png', dpi=110)
+  plt.close(fig)
+  return drawn

@@ -60,3 +60,17 @@ def test_malformed_records_are_skipped_with_a_warning_naming_the_file(tmp_path):
   assert 'truncated.json' in messages and 'nometrics.json' in messages
   with pytest.warns(UserWarning):
     assert len(results.write_tables(str(tmp_path))) == 1
+
+
+def test_convergence_figure_draws_one_line_per_run(tmp_path):
+  from lvae_tf import visualize  # pylint: disable=g-import-not-at-top
+  records = []
+  for flow, k, seed in (('vae', 0, 0), ('vae', 0, 1), ('langevin', 5, 0), ('hvae', 1, 0)):
+    record = _record(flow=flow, k=k, seed=seed)
+    record['history'] = [{'epoch': e, 'train_seconds': 60. * e, 'cpu_seconds': 90. * e,
+                          'val_elbo': -120. + e} for e in range(1, 6)]
+    records.append(record)
+  path = tmp_path / 'convergence.png'
+  assert visualize.plot_convergence(records, str(path)) == 3  # HVAE K = 1 is not drawn
+  assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  assert [p.name for p in tmp_path.iterdir()] == ['convergence.png']

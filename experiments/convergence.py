@@ -1,0 +1,40 @@
+r"""Validation ELBO against training time and epochs for the runs of one Table 1 protocol.
+
+    python -m experiments.convergence --results_dir=results/table1 --protocol=cpu-1a2b3c
+
+Reads `<results_dir>/<protocol>/records/*.json` (each record holds its per-epoch history) and
+writes `<results_dir>/<protocol>/convergence.png`: VAE, Langevin-VAE K = 5 and HVAE K = 5, one
+line per seed, against wall-clock minutes, CPU minutes and epochs.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from experiments import cli  # pylint: disable=g-bad-import-order
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string('results_dir', os.path.join('results', 'table1'),
+                    'Root of the published records.')
+flags.DEFINE_string('protocol', None, 'Protocol directory under --results_dir.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    cli.fail(f'unexpected arguments {argv[1:]}')
+  if not FLAGS.protocol:
+    cli.fail('--protocol is required (a directory under --results_dir, e.g. cpu-1a2b3c).')
+  directory = os.path.join(FLAGS.results_dir, FLAGS.protocol)
+  from lvae_tf import results, visualize  # pylint: disable=g-import-not-at-top,multiple-imports
+  records = results.load_records(os.path.join(directory, 'records'))
+  if not records:
+    cli.fail(f'no records under {directory}/records.')
+  path = os.path.join(directory, 'convergence.png')
+  drawn = visualize.plot_convergence(records, path)
+  print(f'wrote {path} ({drawn} runs)')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)
