@@ -31,6 +31,7 @@ from lvae_tf.config import ConfigError
 from lvae_tf.config import FLOWS  # pylint: disable=unused-import
 from lvae_tf.config import PRESETS
 from lvae_tf.config import check_writable
+from lvae_tf.models import build_model
 
 __all__ = [
     'Config',
@@ -76,25 +77,6 @@ def _is_chief(strategy):
 def _task_name(strategy):
   resolver = _cluster(strategy)
   return f'{resolver.task_type}-{resolver.task_id}'
-
-
-def build_model(config, output_bias=0., gradient_counter=None):
-  """The model a config describes (registry `lvae_tf.models.MODELS`)."""
-  kwargs = dict(latent_dim=config.latent_dim, activation=config.activation,
-                init=config.init, output_bias=output_bias, seed=config.seed,
-                gradient_counter=gradient_counter)
-  if config.flow == 'vae':
-    return models.VAE(**kwargs)
-  flow_kwargs = dict(num_steps=config.num_steps, learn_flow=config.learn_flow)
-  if config.step_size is not None:
-    flow_kwargs['step_size'] = config.step_size
-  if config.flow == 'langevin':
-    flow_kwargs['damping'] = config.damping
-  else:
-    flow_kwargs.update(tempering=config.tempering,
-                       initial_temperature=config.initial_temperature,
-                       gradient_mode=config.hvae_gradient)
-  return models.MODELS[config.flow](**kwargs, **flow_kwargs)
 
 
 class ResumableTraining(keras.callbacks.Callback):
