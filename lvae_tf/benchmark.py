@@ -2,7 +2,7 @@
 
 The unit of measurement is one *Keras training step* (`model.make_train_function()`, the
 function `fit` runs, on one batch) and one *evaluation batch* (`model.make_test_function()`,
-the function `evaluate` runs), for the models `lvae_tf.train.build_model` makes:
+the function `evaluate` runs), for the models `lvae_tf.models.build_model` makes:
 
 * `time_calls`: wall-clock seconds of a call, after warm-up (tracing, XLA compilation and
   the first-run allocations happen there), several repeats; median and interquartile range.
@@ -20,8 +20,18 @@ the function `evaluate` runs), for the models `lvae_tf.train.build_model` makes:
   subprocess (`python -m lvae_tf.benchmark trial ...`) that caps the GPU with a logical-device
   memory limit and runs a training step; out-of-memory = does not fit. Without a GPU the trial
   cannot cap the device; it then reports whether its measured peak is within the budget.
+* `StepBench(precision=...)`: the model built in 'float32' or 'mixed_bfloat16' (bf16 hidden
+  layers, float32 flow and loss; `lvae_tf.models.FlowVAE`).
 
-Everything here is device-agnostic; `experiments/figure3.py` drives it.
+Peak memory on the CPU needs an allocator that keeps statistics: TensorFlow's oneDNN CPU
+allocator does (exact request sizes), the plain CPU allocator does not. TensorFlow turns oneDNN
+on by default only on x86 CPUs with AVX-512 neural-network instructions (recent Xeons; on an
+AMD EPYC, for example, it is off), so importing this module sets `TF_ENABLE_ONEDNN_OPTS=1`
+unless the environment says otherwise. That takes effect only if TensorFlow is not yet
+imported; `lvae_tf.figure3` and the trial subprocesses set it in time, and `peak_memory` says
+what to do when the statistics are missing.
+
+Everything here is device-agnostic; `lvae_tf.figure3` drives it.
 """
 
 import dataclasses
@@ -32,15 +42,22 @@ import subprocess
 import sys
 import time
 
+# CPU allocator statistics (`get_memory_info('CPU:0')`); read when TensorFlow is imported.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from lvae_tf import bijectors as lb
-from lvae_tf import train
+from lvae_tf import config as config_lib
+from lvae_tf import models
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 __all__ = [
     'FLOWS',
+    'PRECISIONS',
     'StepBench',
     'expected_gradients',
     'fit_affine',
@@ -55,13 +72,16 @@ __all__ = [
 
 GIB = 2**30
 
-# Benchmark flow name -> `train.Config` fields.
+# Benchmark flow name -> `lvae_tf.config.Config` fields.
 FLOWS = {
     'langevin': dict(flow='langevin'),
     'hvae-reference': dict(flow='hvae', hvae_gradient='reference'),
     'hvae-cached': dict(flow='hvae', hvae_gradient='cached'),
     'vae': dict(flow='vae'),
 }
+
+# Keras mixed-precision policies a benchmark can build its models under.
+PRECISIONS = tuple(p for p in config_lib.CHOICES['precision'] if p != 'auto')
 
 
 def expected_gradients(flow, num_steps):
@@ -72,11 +92,11 @@ def expected_gradients(flow, num_steps):
 
 
 def flow_config(flow, num_steps, **overrides):
-  """The `train.Config` of a benchmark flow name ('langevin', 'hvae-reference', ...)."""
+  """The `lvae_tf.config.Config` of a benchmark flow name ('langevin', 'hvae-reference', ...)."""
   if flow not in FLOWS:
     raise ValueError(f'flow must be one of {tuple(FLOWS)}, got {flow!r}.')
-  config = train.Config(num_steps=0 if flow == 'vae' else int(num_steps),
-                        **FLOWS[flow])
+  config = config_lib.Config(num_steps=0 if flow == 'vae' else int(num_steps),
+                             **FLOWS[flow])
   config = dataclasses.replace(config, **overrides)
   config.validate()
   return config
@@ -143,7 +163,13 @@ def peak_memory(fn, device=None, resident_bytes=0):
     else the process holds); `device`.
   """
   device = device or memory_device()
-  tf.config.experimental.reset_memory_stats(device)
+  try:
+    tf.config.experimental.reset_memory_stats(device)
+  except ValueError as e:
+    raise RuntimeError(
+        f'TensorFlow keeps no allocator statistics for {device} ({e}). On the CPU set '
+        'TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported (importing lvae_tf.figure3 '
+        'or lvae_tf.benchmark first does).') from e
   before = tf.config.experimental.get_memory_info(device)['current']
   fn()
   peak = tf.config.experimental.get_memory_info(device)['peak']
@@ -155,7 +181,11 @@ def peak_memory(fn, device=None, resident_bytes=0):
 
 
 def fit_affine(batches, values):
-  """Least-squares `value = intercept + slope * batch`; returns (intercept, slope, max rel. residual)."""
+  """Least-squares `value = intercept + slope * batch`.
+
+  Returns:
+    (intercept, slope, largest relative residual of the fit points).
+  """
   b = np.asarray(batches, dtype=np.float64)
   v = np.asarray(values, dtype=np.float64)
   if b.size < 2 or np.unique(b).size < 2:
@@ -193,7 +223,8 @@ def largest_batch_by_fit(probe, budget_bytes, fit_batches, max_verify=4,
   """
   points = {int(b): int(probe(int(b))) for b in sorted(set(fit_batches))}
   intercept, slope, residual = fit_affine(list(points), list(points.values()))
-  if slope <= 0:
+  # Round-off leaves a constant's fitted slope at +-1e-15 or so: call that flat, too.
+  if slope * (max(points) - min(points)) <= 1e-9 * max(points.values()):
     raise ValueError(f'peak memory does not grow with the batch: {points}.')
   target = 0.995 * budget_bytes
   runs = []
@@ -243,26 +274,29 @@ def largest_batch_by_fit(probe, budget_bytes, fit_batches, max_verify=4,
 class StepBench:
   """One model with the Keras train/test functions `fit`/`evaluate` run, and their probes.
 
-  The model is `train.build_model(config, gradient_counter=counter)` compiled with Adamax
+  The model is `models.build_model(config, gradient_counter=counter)` compiled with Adamax
   (the paper's optimiser) and `jit_compile` as given. Batches come from an in-memory
   `tf.data` iterator with an unknown batch dimension (one trace serves every batch size;
   under XLA each new size compiles once). Weights change as training steps run; a
   benchmark does not care about the values.
   """
 
-  def __init__(self, config, jit_compile=False, images=None):
-    """
+  def __init__(self, config, jit_compile=False, images=None, precision='float32'):
+    """Builds, compiles and creates the variables of the model.
+
     Args:
-      config: a `train.Config` (e.g. from `flow_config`).
+      config: an `lvae_tf.config.Config` (e.g. from `flow_config`).
       jit_compile: compile the train and test steps with XLA.
       images: float32 binary images `(n, 28, 28, 1)` from which batches are cut (tiled if
         a batch is larger than `n`); default: random binary images.
+      precision: 'float32' or 'mixed_bfloat16' (`PRECISIONS`), passed to `build_model`.
     """
     self.config = config
     self.jit_compile = bool(jit_compile)
+    self.precision = precision
     self.counter = lb.GradientCounter()
-    self.model = train.build_model(config, output_bias=-1.5,
-                                   gradient_counter=self.counter)
+    self.model = models.build_model(config, output_bias=-1.5,
+                                    gradient_counter=self.counter, precision=precision)
     self.model.compile(
         optimizer=keras.optimizers.Adamax(config.learning_rate),
         jit_compile=self.jit_compile)
@@ -379,7 +413,8 @@ def _trial_main(spec):
   config = flow_config(spec['flow'], spec['num_steps'],
                        **spec.get('overrides', {}))
   try:
-    bench = StepBench(config, jit_compile=spec['jit_compile'])
+    bench = StepBench(config, jit_compile=spec['jit_compile'],
+                      precision=spec.get('precision', 'float32'))
     peak = bench.train_memory(spec['batch'], warm=True)['peak_bytes']
   except (tf.errors.OpError, MemoryError) as e:
     # Out of memory is ResourceExhaustedError, but cuDNN/cuBLAS allocation failures can
@@ -399,8 +434,13 @@ def _trial_main(spec):
 
 
 def _run_trial(spec, timeout):
+  """Runs `_trial_main(spec)` in a fresh process; returns its JSON report (+ `batch`)."""
   cmd = [sys.executable, '-m', 'lvae_tf.benchmark', 'trial', json.dumps(spec)]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  # The trial imports this very copy of lvae_tf, whatever the caller's working directory.
+  package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  path = [package_root] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=os.pathsep.join(path))
+  env.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
   try:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=env, check=False)
@@ -423,7 +463,7 @@ def _run_trial(spec, timeout):
 
 def largest_batch_by_search(flow, num_steps, budget_mib=4096, jit_compile=False,
                             low=1, high=None, overrides=None, granularity=10,
-                            timeout=1800):
+                            timeout=1800, precision='float32'):
   """Largest training batch that runs within `budget_mib`, by bracketing and bisection.
 
   Each trial is a fresh process (`python -m lvae_tf.benchmark trial`), so no allocator
@@ -439,16 +479,18 @@ def largest_batch_by_search(flow, num_steps, budget_mib=4096, jit_compile=False,
     high: first guess of a batch that does not fit (doubled until one fails); default
       `2 * low`. A good bracket (e.g. +-10% around an estimate from measured peaks) saves
       trials.
-    overrides: extra `train.Config` fields.
+    overrides: extra `lvae_tf.config.Config` fields.
     granularity: stop when `high - low <= granularity`.
     timeout: seconds per trial.
+    precision: Keras mixed-precision policy of the trial's model (`PRECISIONS`).
 
   Returns:
     dict `batch` (largest fitting batch found, 0 if even batch 1 fails), `method`,
     `capped_device`, and every trial.
   """
   base = dict(flow=flow, num_steps=int(num_steps), budget_mib=int(budget_mib),
-              jit_compile=bool(jit_compile), overrides=overrides or {})
+              jit_compile=bool(jit_compile), overrides=overrides or {},
+              precision=precision)
   trials = []
 
   def fits(batch):

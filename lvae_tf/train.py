@@ -33,6 +33,7 @@ from lvae_tf.config import Config
 from lvae_tf.config import ConfigError
 from lvae_tf.config import PRESETS
 from lvae_tf.config import check_writable
+from lvae_tf.models import build_model
 
 __all__ = [
     'Config',
@@ -47,37 +48,6 @@ __all__ = [
     'resolve_precision',
     'train_and_evaluate',
 ]
-
-
-def _cpu_flags():
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('flags'):
-          return set(line.split(':', 1)[1].split())
-  except OSError:
-    pass
-  return set()
-
-
-def resolve_precision(precision):
-  """'auto' -> 'mixed_bfloat16' where the device computes bf16 natively, else 'float32'.
-
-  Natively: a GPU of compute capability >= 8.0 (Ampere and later), or a CPU with AMX-BF16 or
-  AVX512-BF16 (oneDNN's fast bf16 paths). Elsewhere bf16 is emulated and slower: measured on
-  a 2-core AMD EPYC (Zen 3, AVX2 only), an encoder + decoder training step ran 6.5x slower in
-  mixed_bfloat16 than in float32 at batch 1000 (README "Precision").
-  """
-  if precision != 'auto':
-    return precision
-  gpus = tf.config.list_physical_devices('GPU')
-  if gpus:
-    capability = tf.config.experimental.get_device_details(gpus[0]).get(
-        'compute_capability', (0, 0))
-    return 'mixed_bfloat16' if tuple(capability) >= (8, 0) else 'float32'
-  if _cpu_flags() & {'amx_bf16', 'avx512_bf16'}:
-    return 'mixed_bfloat16'
-  return 'float32'
 
 
 def resolve(config):
@@ -116,29 +86,6 @@ def _is_chief(strategy):
 def _task_name(strategy):
   resolver = _cluster(strategy)
   return f'{resolver.task_type}-{resolver.task_id}'
-
-
-def build_model(config, output_bias=0., gradient_counter=None, precision=None):
-  """The model a config describes (registry `lvae_tf.models.MODELS`).
-
-  `precision` overrides `config.precision` (evaluation always builds a float32 model).
-  """
-  precision = resolve_precision(precision or config.precision)
-  kwargs = dict(latent_dim=config.latent_dim, activation=config.activation,
-                init=config.init, output_bias=output_bias, seed=config.seed,
-                gradient_counter=gradient_counter, precision=precision)
-  if config.flow == 'vae':
-    return models.VAE(**kwargs)
-  flow_kwargs = dict(num_steps=config.num_steps, learn_flow=config.learn_flow,
-                     step_size=config.step_size)
-  if config.flow == 'langevin':
-    flow_kwargs.update(damping=config.initial_damping(),
-                       damping_shape=config.damping_shape)
-  else:
-    flow_kwargs.update(tempering=config.tempering,
-                       initial_temperature=config.initial_temperature,
-                       gradient_mode=config.hvae_gradient)
-  return models.MODELS[config.flow](**kwargs, **flow_kwargs)
 
 
 class ResumableTraining(keras.callbacks.Callback):

@@ -1,7 +1,11 @@
-"""Keras models: `VAE`, `HVAE`, `LangevinVAE` (one shared ELBO/NLL path in `FlowVAE`)."""
+"""Keras models: `VAE`, `HVAE`, `LangevinVAE` (one shared ELBO/NLL path in `FlowVAE`).
+
+`build_model(config)` makes the one a run configuration describes.
+"""
 
 from lvae_tf.models.base import FlowVAE
 from lvae_tf.models.base import NonFiniteLossError
+from lvae_tf.models.builder import build_model
 from lvae_tf.models.networks import output_bias_from_images
 from lvae_tf.models.vaes import HVAE
 from lvae_tf.models.vaes import LangevinVAE
@@ -9,4 +13,4 @@ from lvae_tf.models.vaes import MODELS
 from lvae_tf.models.vaes import VAE
 
 __all__ = ['FlowVAE', 'HVAE', 'LangevinVAE', 'MODELS', 'NonFiniteLossError',
-           'VAE', 'output_bias_from_images']
+           'VAE', 'build_model', 'output_bias_from_images']

@@ -1,0 +1,77 @@
+"""`build_model(config)`: the Keras model a run configuration describes; `resolve_precision`.
+
+Lives beside the model classes (not in `lvae_tf.train`) so that code which only needs a model
+-- the Figure 3 benchmark, notebooks -- does not import the training loop. `config` is an
+`lvae_tf.config.Config`.
+"""
+
+import tensorflow as tf
+
+from lvae_tf.models.vaes import MODELS
+from lvae_tf.models.vaes import VAE
+
+__all__ = ['build_model', 'resolve_precision']
+
+
+def _cpu_flags():
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return set(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return set()
+
+
+def resolve_precision(precision):
+  """'auto' -> 'mixed_bfloat16' where the device computes bf16 natively, else 'float32'.
+
+  Natively: a GPU of compute capability >= 8.0 (Ampere and later), or a CPU with AMX-BF16 or
+  AVX512-BF16 (oneDNN's fast bf16 paths). Elsewhere bf16 is emulated and slower (measured on
+  a 2-core AMD EPYC with AVX2 only: README "Precision", `results/figure3/`).
+  """
+  if precision != 'auto':
+    return precision
+  gpus = tf.config.list_physical_devices('GPU')
+  if gpus:
+    capability = tf.config.experimental.get_device_details(gpus[0]).get(
+        'compute_capability', (0, 0))
+    return 'mixed_bfloat16' if tuple(capability) >= (8, 0) else 'float32'
+  if _cpu_flags() & {'amx_bf16', 'avx512_bf16'}:
+    return 'mixed_bfloat16'
+  return 'float32'
+
+
+def build_model(config, output_bias=0., gradient_counter=None, precision=None):
+  """The model a config describes (registry `lvae_tf.models.MODELS`).
+
+  Args:
+    config: an `lvae_tf.config.Config`; reads `flow`, `num_steps`, `latent_dim`, `activation`,
+      `init`, `seed`, `precision`, `learn_flow`, `step_size`, the initial damping and
+      `damping_shape` (Langevin) and `tempering`, `initial_temperature`, `hvae_gradient`
+      (HVAE).
+    output_bias: initial decoder output bias (logit of the mean pixel, e.g.
+      `output_bias_from_images`).
+    gradient_counter: an optional `lvae_tf.bijectors.GradientCounter` the flow increments
+      once per target-gradient evaluation.
+    precision: overrides `config.precision` (evaluation always builds a float32 model).
+
+  Returns:
+    An unbuilt `VAE`, `HVAE` or `LangevinVAE`.
+  """
+  precision = resolve_precision(precision or config.precision)
+  kwargs = dict(latent_dim=config.latent_dim, activation=config.activation,
+                init=config.init, output_bias=output_bias, seed=config.seed,
+                gradient_counter=gradient_counter, precision=precision)
+  if config.flow == 'vae':
+    return VAE(**kwargs)
+  flow_kwargs = dict(num_steps=config.num_steps, learn_flow=config.learn_flow,
+                     step_size=config.step_size)
+  if config.flow == 'langevin':
+    flow_kwargs.update(damping=config.initial_damping(), damping_shape=config.damping_shape)
+  else:
+    flow_kwargs.update(tempering=config.tempering,
+                       initial_temperature=config.initial_temperature,
+                       gradient_mode=config.hvae_gradient)
+  return MODELS[config.flow](**kwargs, **flow_kwargs)
