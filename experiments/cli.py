@@ -1,5 +1,6 @@
 """What the experiment scripts share: usage errors exit with status 2 and a clear message."""
 
+import importlib.util
 import sys
 
 from absl import flags
@@ -17,3 +18,16 @@ def parse_flags(argv):
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(f'{e}\nRun with --helpfull for the list of flags.')
+
+
+def use_module_doc(doc):
+  """Shows `doc` in absl's --help when run as a console script (its `__main__` has no docstring)."""
+  main_module = sys.modules.get('__main__')
+  if main_module is not None and not main_module.__doc__:
+    main_module.__doc__ = doc
+
+
+def require_matplotlib(what):
+  """Exits 2 at once, before any long computation, if matplotlib (the [plots] extra) is missing."""
+  if importlib.util.find_spec('matplotlib') is None:
+    fail(f'{what} needs matplotlib: pip install "lvae_tf[plots]" (or matplotlib).')

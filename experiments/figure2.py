@@ -134,6 +134,7 @@ def make_figure(panels, num_cols):
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')
+  cli.require_matplotlib('figure2')
   from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from lvae_tf import train  # pylint: disable=g-import-not-at-top
   runs = {'langevin': FLAGS.langevin_run, 'hvae': FLAGS.hvae_run}
@@ -171,5 +172,11 @@ def main(argv):
   print(f'wrote {FLAGS.output}')
 
 
-if __name__ == '__main__':
+def run():
+  """Entry point of the `lvae-figure2` console script (same as `python -m experiments.figure2`)."""
+  cli.use_module_doc(__doc__)
   app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == '__main__':
+  run()

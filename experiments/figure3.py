@@ -93,6 +93,8 @@ def settings_from_flags():
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')
+  if FLAGS.plot:
+    cli.require_matplotlib('figure3.png (--noplot skips it)')
   settings = settings_from_flags()
   output_dir = FLAGS.output_dir
   try:
@@ -110,6 +112,12 @@ def main(argv):
   print(figure3.markdown(report))
 
 
-if __name__ == '__main__':
+def run():
+  """Entry point of the `lvae-figure3` console script (same as `python -m experiments.figure3`)."""
+  cli.use_module_doc(__doc__)
   define_flags()
   app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == '__main__':
+  run()

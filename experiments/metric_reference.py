@@ -33,6 +33,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from experiments import cli  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from lvae_tf import data  # pylint: disable=g-import-not-at-top
 from lvae_tf import metrics  # pylint: disable=g-import-not-at-top
 from lvae_tf import results  # pylint: disable=g-import-not-at-top
@@ -251,6 +252,12 @@ def main(argv):
   print(markdown)
 
 
-if __name__ == '__main__':
+def run():
+  """Entry point of `lvae-metric-reference` (same as `python -m experiments.metric_reference`)."""
+  cli.use_module_doc(__doc__)
   define_flags()
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -99,5 +99,11 @@ def main(argv):
     print(f'published: {path}\n\n{table}')
 
 
-if __name__ == '__main__':
+def run():
+  """Entry point of the `lvae-table1` console script (same as `python -m experiments.table1`)."""
+  cli.use_module_doc(__doc__)
   app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == '__main__':
+  run()

@@ -39,6 +39,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
+from experiments import cli  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from lvae_tf import data  # pylint: disable=g-import-not-at-top
 from lvae_tf import metrics  # pylint: disable=g-import-not-at-top
 from lvae_tf import results  # pylint: disable=g-import-not-at-top
@@ -248,6 +249,13 @@ def main(argv):
         f'{record["weights_bytes"]:,} bytes) to {FLAGS.output_dir}; '
         f'train time {record["train_seconds"]} s.')
 
-if __name__ == '__main__':
+
+def run():
+  """Entry point of `lvae-train-classifier` (same as `python -m experiments.train_classifier`)."""
+  cli.use_module_doc(__doc__)
   define_flags()
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -4,6 +4,7 @@ Layers (each imports only those below it):
 
 * `lvae_tf.bijectors`: the flow steps as `tfp.bijectors.Bijector`s (pure math).
 * `lvae_tf.data`: offline MNIST, checksums, binarisation, `tf.data` pipelines.
+  (`lvae_tf.fetch_mnist` puts the MNIST file in place once; it imports no TensorFlow.)
 * `lvae_tf.models`: Keras `VAE`, `HVAE`, `LangevinVAE`, ELBO and importance-sampled NLL.
 * `lvae_tf.train`: configs, `train_and_evaluate`, result records.
 """

