@@ -186,6 +186,14 @@ PRESETS = {
                 largest_batch_xla=('off',), fit_batches=(300, 600, 1200),
                 budget_mib=4096, largest_batch_method='auto', data='mnist',
                 precisions=('float32',)),
+    # bf16 against float32, side by side (results/figure3/precision-b*): Langevin-VAE K = 5
+    # and 10, training and evaluation time only (no largest-batch search); run it at
+    # --train_batch=1000 and at --train_batch=100.
+    'precision': dict(steps=(5, 10), train_batch=1000, test_batch=1000, memory_batch=1000,
+                      warmup=1, repeats=3, test_repeats=3, xla=('off',), xla_steps=(),
+                      xla_repeats=3, largest_batch_xla=(), fit_batches=(300, 600),
+                      budget_mib=4096, largest_batch_method='auto', data='mnist',
+                      flows=('langevin',), precisions=PRECISIONS),
     # Seconds, for CI: K = 2 (so 2K = 4 and K + 1 = 3 differ), small batches and budget.
     'tiny': dict(steps=(2,), train_batch=16, test_batch=16, memory_batch=32,
                  warmup=1, repeats=2, test_repeats=2, xla=('off',), xla_steps=(),
@@ -721,10 +729,40 @@ def evaluate_targets(ratios, k=10):
   return t
 
 
+def precision_ratios(runs):
+  """bf16 throughput over float32 (float32 step time / bf16 step time), per flow, K and XLA.
+
+  Returns:
+    A list of `{'flow', 'num_steps', 'xla', 'train_time', 'train_cpu_time', 'test_time'}`
+    for every model measured in both precisions (`train_time` 2.0 = bf16 trains twice as
+    fast); empty when only one precision was measured.
+  """
+  out = []
+  low = PRECISIONS[1]
+  for r in runs:
+    if _precision(r) != PRECISIONS[0]:
+      continue
+    other = _find(runs, r['flow'], r['num_steps'], r['xla'], low)
+    if other is None:
+      continue
+    out.append({
+        'flow': r['flow'], 'num_steps': r['num_steps'], 'xla': r['xla'],
+        'precision': low,
+        'train_time': _ratio(_get(r, 'train_step_seconds', 'median'),
+                             _get(other, 'train_step_seconds', 'median')),
+        'train_cpu_time': _ratio(_get(r, 'train_step_cpu_seconds', 'median'),
+                                 _get(other, 'train_step_cpu_seconds', 'median')),
+        'test_time': _ratio(_get(r, 'test_batch_seconds', 'median'),
+                            _get(other, 'test_batch_seconds', 'median')),
+    })
+  return out
+
+
 def analyse(report):
-  """Adds `ratios`, `targets`, `memory_model` and `cost_model` to `report`; returns it."""
+  """Adds `ratios`, `precision_ratios`, `targets`, `memory_model` and `cost_model`."""
   runs = report['runs']
   report['ratios'] = compute_ratios(runs)
+  report['precision_ratios'] = precision_ratios(runs)
   report['targets'] = evaluate_targets(report['ratios'])
   modes = _modes(runs)
   report['memory_model'] = {_mode_key(x, p): memory_model(runs, x, p) for p, x in modes}
@@ -820,6 +858,21 @@ def _ratios_section(report):
   return lines
 
 
+def _precision_section(report):
+  rows = report.get('precision_ratios') or []
+  if not rows:
+    return []
+  lines = ['', f'## {PRECISIONS[1]} throughput over {PRECISIONS[0]}', '',
+           '(float32 step time / bf16 step time, measured side by side; > 1 means bf16 is '
+           'faster)', '', '| flow | K | XLA | train (wall) | train (CPU) | eval (wall) |',
+           '|---|---|---|---|---|---|']
+  for r in rows:
+    lines.append(f"| {TITLES.get(r['flow'], r['flow'])} | {r['num_steps']} | {r['xla']} | "
+                 f"{_fmt(r['train_time'])} | {_fmt(r['train_cpu_time'])} | "
+                 f"{_fmt(r['test_time'])} |")
+  return lines
+
+
 def _targets_section(report):
   targets = report.get('targets') or {}
   if not targets:
@@ -907,8 +960,8 @@ def markdown(report):
   Args:
     report: an analysed report (`run`, or `analyse` of a loaded `figure3.json`).
   """
-  lines = (_header(report) + _ratios_section(report) + _targets_section(report) +
-           _runs_section(report) + _notes(report))
+  lines = (_header(report) + _ratios_section(report) + _precision_section(report) +
+           _targets_section(report) + _runs_section(report) + _notes(report))
   return '\n'.join(lines) + '\n'
 
 

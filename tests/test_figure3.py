@@ -449,3 +449,19 @@ def test_bad_flags_exit_with_status_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert word in proc.stderr
   assert not os.listdir(tmp_path)
+
+
+def test_precision_ratios_pair_float32_with_bf16_runs():
+  def run(flow, k, precision, train, cpu, test):
+    return {'flow': flow, 'num_steps': k, 'xla': False, 'precision': precision,
+            'train_step_seconds': {'median': train}, 'train_step_cpu_seconds': {'median': cpu},
+            'test_batch_seconds': {'median': test}}
+  runs = [run('langevin', 5, 'float32', 1.0, 1.8, 0.5),
+          run('langevin', 5, 'mixed_bfloat16', 0.5, 0.9, 0.25),
+          run('langevin', 10, 'float32', 2.0, 3.6, 1.0)]  # no bf16 partner: no row
+  rows = figure3.precision_ratios(runs)
+  assert [(r['num_steps'], r['train_time'], r['train_cpu_time'], r['test_time'])
+          for r in rows] == [(5, 2.0, 2.0, 2.0)]
+  text = '\n'.join(figure3._precision_section({'precision_ratios': rows}))
+  assert 'mixed_bfloat16 throughput over float32' in text and '| 2.00 | 2.00 | 2.00 |' in text
+  assert figure3.make_settings('precision').precisions == figure3.PRECISIONS
