@@ -284,7 +284,16 @@ def _normalise_for_flow(values, flow):
           for name, value in values.items()}
 
 
+# Fields added after the first published records, with the value that reproduces what those
+# records did. At that value a field is left out of the hashes, so existing run names and
+# protocols keep their hash (and their checkpoints and tables) when a field is added; a saved
+# identity without the field reads as that value. Add every new Config field here.
+LATER_FIELDS = {}
+
+
 def _short_hash(values, n=6):
+  values = {k: v for k, v in values.items()
+            if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
   text = json.dumps(values, sort_keys=True, default=str)
   return hashlib.sha256(text.encode()).hexdigest()[:n]
 

@@ -34,6 +34,7 @@ from lvae_tf.config import ConfigError
 from lvae_tf.config import PRESETS
 from lvae_tf.config import check_writable
 from lvae_tf.models import build_model
+from lvae_tf.models.builder import resolve_precision
 
 __all__ = [
     'Config',
@@ -241,6 +242,7 @@ def _check_workdir(workdir, config):
       raise ConfigError(
           f'{path} is unreadable ({e}): the checkpoints in {workdir!r} cannot be matched to '
           'a configuration. Move that directory away (or delete it) to start over.') from e
+    saved = {**config_lib.LATER_FIELDS, **saved}
     diff = {k: (saved.get(k), v) for k, v in identity.items() if saved.get(k) != v}
     if diff:
       raise ConfigError(

@@ -112,3 +112,22 @@ def test_scripts_import_together():
   out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_run_names_of_the_published_protocol_are_stable():
+  """Names and protocols of committed records must not change when code changes (a new field
+  goes into LATER_FIELDS). These are the cpu protocol's names, as published."""
+  vae = _cpu(flow='vae', seed=0)
+  assert config_lib.run_name(vae) == 'vae-K0-cpu-seed0-22b11a'
+  assert config_lib.protocol_name(vae) == 'cpu-7d1379'
+  langevin = _cpu(flow='langevin', num_steps=5, seed=0)
+  assert config_lib.protocol_name(langevin) == 'cpu-7d1379'
+
+
+def test_later_fields_at_their_old_value_leave_hashes_unchanged(monkeypatch):
+  config = _cpu(flow='langevin', num_steps=5)
+  name, protocol = config_lib.run_name(config), config_lib.protocol_name(config)
+  monkeypatch.setitem(config_lib.LATER_FIELDS, 'damping_shape', 'per_dimension')
+  assert (config_lib.run_name(config), config_lib.protocol_name(config)) == (name, protocol)
+  scalar = dataclasses.replace(config, damping_shape='scalar')
+  assert config_lib.run_name(scalar) != name
