@@ -6,7 +6,8 @@ r"""Figure 2 of the paper: sample grids of Langevin-VAE beside HVAE (K = 5).
 
 Loads the best checkpoint of two runs trained by `experiments.table1`: by default the runs that
 `experiments.table1` trains with the same configuration flags (`--preset`, `--steps` (default
-5 here), `--seed`, ...) and `--flow=langevin` / `--flow=hvae` (`lvae_tf.config.run_name`), draws `--num_images` latents `z ~ N(0, I)` (the same draws for both models) and shows
+5 here), `--seed`, ...) and `--flow=langevin` / `--flow=hvae` (`lvae_tf.config.run_name`),
+draws `--num_images` latents `z ~ N(0, I)` (the same draws for both models) and shows
 the Bernoulli means `sigmoid(decoder(z))` as two grids, each titled with the flow, K, the
 preset and the run's test NLL from its `record.json` (if present). The PNG is written
 atomically (temporary file + `os.replace`).

@@ -340,7 +340,8 @@ PRESETS = {
     # S = 1000 on a fixed random 2,000 test images. HVAE
     # with cached gradients (K + 1 per pass; the same map as the reference's 2K, math.md
     # section 3): under a time budget the honest baseline.
-    'cpu': dict(hvae_gradient='cached', batch_size=100, learning_rate=1e-3, steps_per_epoch=500, max_epochs=1000,
+    'cpu': dict(hvae_gradient='cached', batch_size=100, learning_rate=1e-3,
+                steps_per_epoch=500, max_epochs=1000,
                 patience=10, train_minutes=60., budget_clock='cpu', nll_samples=1000, nll_passes=1,
                 nll_test_images=2000, nll_subset='random'),
     # Smoke runs, about 10 minutes for K = 10 on a 2-core CPU: batch 100, lr 1e-3, 1,200 steps,

@@ -1402,20 +1402,25 @@ def labeled_dataset(images, labels, batch_size, seed=None,
 # Input validation for the model API.
 
 
-def check_images(x):
-  """Raises ValueError unless `x` is a float (b, 28, 28, 1) batch in [0, 1].
+def check_images(x, name='images', tolerance=0.):
+  """The one validator of image batches: `x` must be float (b, 28, 28, 1) in [0, 1].
 
-  Shape and dtype are checked statically; the value range is checked when the
-  values are concrete (NumPy arrays, eager tensors), not for symbolic tensors
-  inside a `tf.function`.
+  Used by the models (every batch they see), the metrics and the pipelines' callers. Shape
+  and dtype are checked statically; the value range (NaN fails it) is checked when the values
+  are concrete (NumPy arrays, eager tensors), not for symbolic tensors inside a `tf.function`.
 
   Args:
     x: NumPy array or tensor.
+    name: what `x` is, for the message.
+    tolerance: values in [-tolerance, 1 + tolerance] pass (e.g. float rounding of means).
+
+  Returns:
+    `x`, unchanged.
 
   Raises:
     ValueError: with the shape/dtype/range received and what was expected.
   """
-  expected = ('expected float images of shape (batch, 28, 28, 1) with values '
+  expected = (f'expected {name}: float images of shape (batch, 28, 28, 1) with values '
               'in [0, 1]')
   if isinstance(x, (tf.Tensor, tf.Variable)):
     shape = tuple(x.shape.as_list()) if x.shape.rank is not None else None
@@ -1443,7 +1448,7 @@ def check_images(x):
     raise ValueError(f'{expected}; got dtype {dtype_name}{hint}')
   if values is not None and values.size:
     values = np.asarray(values, dtype=np.float64)
-    ok = (values >= 0) & (values <= 1)  # False for NaN.
+    ok = (values >= -tolerance) & (values <= 1 + tolerance)  # False for NaN.
     if not ok.all():
       nan = int(np.isnan(values).sum())
       finite = values[~np.isnan(values)]
@@ -1455,3 +1460,4 @@ def check_images(x):
       raise ValueError(
           f'{expected}; got {" and ".join(got)} '
           f'({int((~ok).sum())} of {values.size} outside [0, 1])')
+  return x

@@ -46,8 +46,8 @@ from typing import Tuple
 # Read when TensorFlow is imported: the oneDNN CPU allocator keeps the peak-memory statistics.
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
-from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lvae_tf import results  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lvae_tf import config as config_lib  # pylint: disable=wrong-import-position
+from lvae_tf import results  # pylint: disable=wrong-import-position
 
 __all__ = [
     'FLOW_ORDER',

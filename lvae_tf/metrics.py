@@ -52,6 +52,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from lvae_tf import data
+
 __all__ = [
     'ARCHITECTURE',
     'FEATURE_LAYER',
@@ -246,14 +248,7 @@ def validate_images(images, name='images'):
         f'got {x.shape}.')
   if x.shape[0] == 0:
     raise ValueError(f'{name} is empty.')
-  if not np.all(np.isfinite(x)):
-    raise ValueError(f'{name} contains NaN or infinite values.')
-  lo, hi = float(x.min()), float(x.max())
-  if lo < -_RANGE_TOL or hi > 1. + _RANGE_TOL:
-    raise ValueError(
-        f'{name} must lie in [0, 1], got values in [{lo}, {hi}]. Pass '
-        'grey levels or Bernoulli means / binary samples, not logits or '
-        'bytes.')
+  data.check_images(x, name=name, tolerance=_RANGE_TOL)
   return np.clip(x, 0., 1.).astype(np.float32)
 
 

@@ -453,3 +453,19 @@ def test_real_debian_fashion_mnist():
   assert np.sqrt((hist * v**2).sum() / hist.sum() - mean**2) == pytest.approx(
       0.3530, abs=5e-5)
   assert data.load_dataset('fashion_mnist') is d  # Cached.
+
+
+@pytest.mark.parametrize('name', ['binarized_mnist', 'fashion_mnist'])
+def test_train_and_evaluate_on_a_tfds_dataset(tfds_dir, tmp_path, name):
+  """`--dataset`/`--data_dir` end to end: a tiny run trains and evaluates on the TFDS data."""
+  from lvae_tf import train  # pylint: disable=g-import-not-at-top
+  config = train.Config.from_preset(
+      'tiny', flow='langevin', num_steps=1, dataset=name, data_dir=str(tfds_dir), batch_size=4,
+      train_images=0, valid_images=0, test_images=0, nll_test_images=4, nll_batch_size=4,
+      eval_batch_size=4, max_epochs=1, verbose=0, precision='float32')
+  record = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert record['dataset'] == name and name in record['data_source']
+  assert record['metrics']['train_steps'] == config.steps_per_epoch
+  assert np.isfinite(record['metrics']['nll_mean']) and np.isfinite(record['metrics']['test_elbo'])
+  # Classifier FID/IS only where the classifier applies (digits).
+  assert ('classifier_fid' in record['metrics']) == (name == 'binarized_mnist')

@@ -51,7 +51,8 @@ def _latest_epoch(tmp):
 @pytest.mark.slow
 def test_sigkill_mid_training_then_same_command_matches_uninterrupted(
     tmp_path):
-  """Slow (two subprocess trainings; fast cover: test_train.py::test_resume_gives_identical_weights)."""
+  """Slow (two subprocess trainings; fast cover:
+  test_train.py::test_resume_gives_identical_weights)."""
   reference_dir, killed_dir = tmp_path / 'reference', tmp_path / 'killed'
   reference = _run(_cli_args(reference_dir))
   assert reference.returncode == 0, reference.stderr[-3000:]
@@ -113,7 +114,8 @@ def test_nonfinite_loss_stops_keeps_last_good_checkpoint(mnist, tmp_path,
 
 @pytest.mark.slow
 def test_cli_divergence_exits_nonzero_and_writes_no_record(tmp_path):
-  """Slow (subprocess training; fast cover: test_train.py::test_divergence_stops_with_clear_error_and_no_record)."""
+  """Slow (subprocess training; fast cover:
+  test_train.py::test_divergence_stops_with_clear_error_and_no_record)."""
   out = _run(_cli_args(tmp_path, '--learning_rate=1e12', '--max_epochs=2'))
   assert out.returncode == 1, out.stderr[-2000:]
   assert 'Training loss became nan' in out.stderr
@@ -121,7 +123,9 @@ def test_cli_divergence_exits_nonzero_and_writes_no_record(tmp_path):
   assert not list((tmp_path / 'runs').glob('*/record.json'))
 
 
+@pytest.mark.slow
 def test_cli_missing_or_corrupt_data_exit_2(tmp_path):
+  """Slow (CLI subprocesses; fast cover: the message tests in tests/test_data.py)."""
   out = _run(_cli_args(tmp_path), LVAE_TF_MNIST_PATH=str(tmp_path / 'nope.npz'))
   assert out.returncode == 2
   assert 'nope.npz' in out.stderr and 'lvae_tf.fetch_mnist' in out.stderr

@@ -78,7 +78,8 @@ def _fake_report(runs=None, complete=True):
 @pytest.mark.parametrize('preset', sorted(figure3.PRESETS))
 def test_presets_are_valid_settings(preset):
   s = figure3.make_settings(preset)
-  assert s.preset == preset and s.precisions == ('float32',)
+  assert s.preset == preset
+  assert s.precisions == (figure3.PRECISIONS if preset == 'precision' else ('float32',))
   assert s.xla_steps, 'an empty xla_steps means all of steps'
   assert set(s.xla_steps) <= set(s.steps) or preset != 'cpu'
   json.dumps(s.to_dict())
@@ -347,8 +348,10 @@ def test_search_orchestration_brackets_the_fit_estimate(monkeypatch):
   assert call['budget_mib'] == 110 and call['precision'] == 'float32'
 
 
+@pytest.mark.slow
 def test_search_trial_runs_in_a_subprocess():
-  """One real trial process on the CPU: spec in, JSON report out (no GPU cap to apply)."""
+  """Slow (a subprocess training step; fast cover: the bisection tests with fake trials). One real
+  trial process on the CPU: spec in, JSON report out (no GPU cap to apply)."""
   from lvae_tf import benchmark as bm  # pylint: disable=g-import-not-at-top
   result = bm.largest_batch_by_search('vae', 0, budget_mib=1, low=1,
                                       overrides={'latent_dim': 8}, timeout=600)
@@ -403,8 +406,10 @@ def _check_outputs(out, report):
   return md
 
 
+@pytest.mark.slow
 def test_script_runs_the_tiny_preset(tmp_path):
-  """The script end to end on two flows of the tiny preset (the full preset: slow test)."""
+  """Slow (a subprocess benchmark; fast cover: the model/markdown/plot tests on a fake report). The
+  script end to end on two flows of the tiny preset (the full preset: slow test)."""
   report = _run_script(tmp_path, '--preset=tiny', '--flows=langevin,vae')
   assert [(r['flow'], r['num_steps']) for r in report['runs']] == [('langevin', 2),
                                                                     ('vae', 0)]

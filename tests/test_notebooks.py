@@ -89,7 +89,8 @@ def _num_images(nb):
 
 @pytest.mark.slow
 def test_sample_grids_notebook_trains_a_tiny_model_without_checkpoints(kernel_env):
-  """Slow (runs the notebook in a kernel; fast cover: test_train.py::test_training_reduces_loss_and_moves_flow_parameters)."""
+  """Slow (runs the notebook in a kernel; fast cover:
+  test_train.py::test_training_reduces_loss_and_moves_flow_parameters)."""
   nb, summary = _execute('sample_grids.ipynb', 'import json; print(json.dumps(summary))')
   assert _num_images(nb) == 3  # samples, reconstructions, interpolations
   assert list(summary) == ['Langevin-VAE (tiny, trained here)'], summary
@@ -102,7 +103,7 @@ def test_sample_grids_notebook_trains_a_tiny_model_without_checkpoints(kernel_en
 
 @pytest.mark.slow
 def test_flow_outside_vae_notebook_flows_beat_the_gaussian(kernel_env):
-  """Slow (runs the notebook in a kernel; fast cover of the flow itself: tests/test_bijectors.py)."""
+  """Slow (runs the notebook in a kernel; fast cover of the flow: tests/test_bijectors.py)."""
   nb, result = _execute('flow_outside_vae.ipynb',
                         'import json; print(json.dumps({"elbos": elbos, "errors": errors}))')
   assert _num_images(nb) == 1
@@ -179,7 +180,8 @@ def test_figure2_missing_run_exits_2_naming_path_and_command(tmp_path):
 
 @pytest.mark.slow
 def test_figure2_second_run_missing_writes_nothing(tiny_runs):
-  """Slow (trains two tiny runs; fast cover: test_figure2_missing_run_exits_2_naming_path_and_command)."""
+  """Slow (trains two tiny runs; fast cover:
+  test_figure2_missing_run_exits_2_naming_path_and_command)."""
   missing = tiny_runs / 'runs' / 'no-such-run'
   proc = _figure2(tiny_runs, '--preset=tiny', f'--steps={STEPS}', f'--hvae_run={missing}',
                   '--output=missing/figure2.png')

@@ -79,10 +79,11 @@ def test_repository_paths_in_docs_exist():
 
 def _defined_flags():
   names = {config_flags.flag_name(f) for f in dataclasses.fields(config_lib.Config)}
-  define = re.compile(r"DEFINE_\w+\(\s*'(\w+)'")
+  define = re.compile(r"DEFINE_\w+\(\s*'(\w+)'|add_argument\(\s*'--([\w-]+)'")
   for path in [*glob.glob(os.path.join(ROOT, 'experiments', '*.py')),
-               os.path.join(ROOT, 'lvae_tf', 'config_flags.py')]:
-    names.update(define.findall(_read(path)))
+               os.path.join(ROOT, 'lvae_tf', 'config_flags.py'),
+               os.path.join(ROOT, 'lvae_tf', 'fetch_mnist.py')]:
+    names.update(n for pair in define.findall(_read(path)) for n in pair if n)
   # absl's own flags.
   names.update({'helpfull', 'help', 'verbosity', 'runslow'})
   return names
@@ -95,14 +96,16 @@ def test_flags_named_in_messages_and_docs_exist():
   # Flags of other programs (pip, tfds, tensorboard, pytest, jupyter) quoted in docs.
   allowed_foreign = {'no-deps', 'upgrade', 'quiet', 'logdir', 'to', 'inplace', 'execute',
                      'user', 'extra-index-url', 'index-url', 'runslow', 'durations', 'no-sandbox',
-                     'reinstall', 'force-reinstall', 'no-cache-dir'}
+                     'reinstall', 'force-reinstall', 'no-cache-dir', 'require-hashes',
+                     'only-binary', 'dest', 'no-build-isolation', 'editable', 'hash'}
   unknown = []
   for path in _files():
     if path.endswith(('.sh', 'Makefile', '.ipynb')) or 'tests' + os.sep in path:
       continue
     for name in flag.findall(_read(path)):
-      if name not in defined and name.replace('-', '_') not in defined and (
-          name not in allowed_foreign):
+      known = (name in defined or name.replace('-', '_') in defined or
+               (name.startswith('no') and name[2:] in defined))  # absl: --noplot
+      if not known and name not in allowed_foreign:
         unknown.append((os.path.relpath(path, ROOT), name))
   assert not unknown, unknown
 

@@ -38,11 +38,14 @@ def _weights(workdir, config):
   return [w.numpy() for w in model.weights]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('flow,steps,gradient', [
     ('vae', 0, 'reference'), ('langevin', 2, 'reference'),
     ('hvae', 2, 'cached')])
 def test_training_reduces_loss_and_moves_flow_parameters(
     mnist, tmp_path, flow, steps, gradient):
+  """Slow (trains three models; fast cover:
+  test_models.py::test_flow_parameters_are_trainable_and_get_gradients)."""
   config = _tiny(flow=flow, num_steps=steps, hvae_gradient=gradient,
                  batch_size=50, train_images=1000, steps_per_epoch=10,
                  max_epochs=1, learning_rate=3e-3, patience=0)
@@ -61,7 +64,9 @@ def test_training_reduces_loss_and_moves_flow_parameters(
       assert not np.allclose(v.numpy(), before[v.name]), v.name
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_weights(mnist, tmp_path):
+  """Slow (trains twice; fast cover: test_data.py::test_train_dataset_resumes_bit_identically)."""
   config = _tiny(flow='langevin', num_steps=2, max_epochs=3, patience=0)
   full = str(tmp_path / 'full')
   train.train_and_evaluate(config, full, mnist)
@@ -102,7 +107,7 @@ def _cli(args, cwd):
 
 @pytest.mark.slow
 def test_cli_tiny_run_writes_record_and_table(tmp_path):
-  """Slow (subprocess training; fast cover: test_results.py and test_train.py::test_resume_gives_identical_weights)."""
+  """Slow (subprocess training; fast cover: tests/test_results.py and tests/test_config.py)."""
   out = _cli(['--flow=langevin', '--steps=2', '--preset=tiny',
               f'--workdir={tmp_path}/runs', f'--results_dir={tmp_path}/res'],
              cwd=ROOT)
@@ -150,8 +155,11 @@ def test_cli_bad_flags_exit_2_and_write_nothing(tmp_path, args, message):
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_trained_model_elbo_below_is_estimate_which_grows_with_samples(mnist):
-  """On a (briefly) trained model: ELBO <= ln p(x) estimate, non-decreasing in S.
+  """Slow (trains a model; fast cover:
+  test_models.py::test_importance_sampling_converges_to_closed_form). On a (briefly) trained model:
+  ELBO <= ln p(x) estimate, non-decreasing in S.
 
   E[logsumexp_S ln w - ln S] increases with S (Burda et al., 2016) towards ln p(x); the ELBO
   is its S = 1 value. Checked on the mean over 50 test images, where the Monte Carlo error of

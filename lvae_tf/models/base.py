@@ -33,6 +33,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as keras
 
+from lvae_tf import data as data_lib
 from lvae_tf.models import networks
 
 tfd = tfp.distributions
@@ -51,19 +52,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _check_images_static(x):
-  """Static (trace-time) check of an image batch: float, shape (b, 28, 28, 1)."""
-  x = tf.convert_to_tensor(x)
-  if not x.dtype.is_floating:
-    raise ValueError(
-        f'Images must be a float tensor with values in [0, 1] (binarised '
-        f'MNIST), got dtype {x.dtype.name}. Convert with '
-        f'tf.cast(images, tf.float32) / 255. or lvae_tf.data.binarize.')
-  if x.shape.rank is not None and (x.shape.rank != 4 or
-                                   x.shape[1:].as_list() != [28, 28, 1]):
-    raise ValueError(
-        f'Images must have shape (batch, 28, 28, 1), got {x.shape}. Add the '
-        f'channel axis with x[..., None].')
-  return x
+  """`lvae_tf.data.check_images` (static under `tf.function`), then a float tensor."""
+  return tf.convert_to_tensor(data_lib.check_images(x))
 
 
 def _replica_standard_normal(like, seed):
