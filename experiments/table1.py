@@ -12,8 +12,20 @@ TensorBoard, `record.json`; started again with the same command it resumes). The
 
 Nothing is published unless `--results_dir` is given: then the record is copied to
 `<results_dir>/<protocol>/records/<run name>.json` and `<results_dir>/<protocol>/table1.md` is
-rebuilt from that protocol's records (seeds averaged, protocols never mixed). Bad flags exit
-with status 2 and write nothing.
+rebuilt from that protocol's records (seeds averaged, protocols never mixed).
+
+Every failure ends with a one-line `error: ...` on stderr (no traceback) and a state the same
+command, run again, resumes from. Exit status:
+
+* 0: done.
+* 1: the run failed: training diverged (the last good checkpoint is kept, no record), or a file
+  could not be written (disk full, read-only results directory: the message names it; the
+  previous checkpoint, record and tables are intact).
+* 2: usage error, nothing written: bad flags or `TF_CONFIG`, a run directory holding another
+  configuration's checkpoint, no intact checkpoint to resume, a budget below the epochs already
+  trained, or the run directory in use by another run (`run.lock`, naming its pid).
+* 130 (Ctrl-C, SIGINT) and 143 (SIGTERM): interrupted; the checkpoint of the last completed
+  epoch is kept (never half-written) and the same command resumes from it.
 """
 
 import os
@@ -26,6 +38,8 @@ from absl import logging
 
 from experiments import cli  # pylint: disable=g-bad-import-order
 from lvae_tf import config_flags  # pylint: disable=g-bad-import-order
+from lvae_tf import interrupts  # pylint: disable=g-bad-import-order
+from lvae_tf import recovery  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
 
@@ -44,6 +58,30 @@ flags.DEFINE_bool('skip_if_published', False,
 
 
 def main(argv):
+  with interrupts.handle_signals():  # SIGINT, SIGTERM -> interrupts.Interrupted
+    try:
+      _main(argv)
+    except interrupts.Interrupted as e:  # before or after the run (during it: see _main)
+      cli.fail(f'interrupted by {e.signal_name}: files are written whole or not at all; run '
+               'the same command again.', status=e.exit_status)
+
+
+def _cannot_write(error):
+  """`cannot write <path>: <cause>` for a `results.WriteError`, else the error itself."""
+  if error.filename and error.strerror:
+    return f'cannot write {error.filename}: {error.strerror}'
+  return str(error)
+
+
+def _interrupted(error, run_dir):
+  epoch, checkpoint = recovery.checkpoint_epoch(run_dir)
+  kept = (f'the checkpoint of the last completed epoch (epoch {epoch}, {checkpoint}) is kept'
+          if checkpoint else f'no epoch was completed yet, nothing to keep in {run_dir}')
+  return (f'interrupted by {error.signal_name}: {kept}. Run the same command to resume (a run '
+          'whose training had finished redoes only the evaluation).')
+
+
+def _main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')
   if not FLAGS['verbosity'].present:
@@ -56,7 +94,8 @@ def main(argv):
     try:
       tables = results.write_tables(FLAGS.results_dir)
     except OSError as e:
-      cli.fail(f'cannot write the tables under {FLAGS.results_dir!r}: {e}', status=1)
+      cli.fail(f'{_cannot_write(e)}. The tables under {FLAGS.results_dir!r} are unchanged; '
+               'make that directory writable (or choose another --results_dir).', status=1)
     for path in tables:
       print(f'wrote {path}')
     if not tables:
@@ -65,6 +104,7 @@ def main(argv):
   try:  # Before TensorFlow is imported: bad input fails in a fraction of a second.
     config = config_flags.config_from_flags()
     config.validate()
+    config_lib.check_tf_config(config.strategy)
     config_lib.check_writable(FLAGS.workdir, keep=False)
     if FLAGS.results_dir is not None:
       config_lib.check_writable(FLAGS.results_dir, keep=False)
@@ -81,19 +121,32 @@ def main(argv):
       os.path.join(FLAGS.results_dir, protocol, 'records', f'{name}.json')):
     print(f'{name}: already published under {FLAGS.results_dir}/{protocol}, skipped.')
     return
+  run_dir = os.path.join(FLAGS.workdir, name)
   try:
-    record = train.train_and_evaluate(config, os.path.join(FLAGS.workdir, name))
+    _run(config, name, run_dir)
   except (config_lib.ConfigError, data.DataError) as e:
     cli.fail(str(e))
   except models.NonFiniteLossError as e:
     cli.fail(str(e), status=1)
+  except OSError as e:  # lvae_tf.results.WriteError: disk full, permissions
+    cli.fail(f'{_cannot_write(e)}. Nothing was half-written: the checkpoint of the last '
+             'completed epoch and the previous record are kept. Free some space (or fix the '
+             'permissions) and run the same command again to resume.', status=1)
+  except interrupts.Interrupted as e:
+    cli.fail(_interrupted(e, run_dir), status=e.exit_status)
+
+
+def _run(config, name, run_dir):
+  """Trains and evaluates (`train.train_and_evaluate`), prints and publishes the record."""
+  from lvae_tf import results, train  # pylint: disable=g-import-not-at-top,multiple-imports
+  record = train.train_and_evaluate(config, run_dir)
   if record['environment']['task'] != 'chief':
     return  # a non-chief worker of a multi-worker run: the chief writes the results
   m = record['metrics']
   print(f'\n{name}: test ELBO {m["test_elbo"]:.2f}, NLL {m["nll_mean"]:.2f} '
         f'± {m["nll_sem"]:.2f} (standard error; S = {config.nll_samples}, '
         f'{m["nll_test_images"]} test images, {config.nll_passes} pass(es))')
-  print(f'record: {os.path.join(FLAGS.workdir, name, "record.json")}')
+  print(f'record: {os.path.join(run_dir, "record.json")}')
   if FLAGS.results_dir is not None:
     path, table = results.publish(record, FLAGS.results_dir)
     print(f'published: {path}\n\n{table}')

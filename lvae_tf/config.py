@@ -10,7 +10,9 @@ and its *role*, which decides what a change of the field means:
 * `seed`: the seed; runs that differ only by seed are averaged in a table cell.
 * `training`: what the checkpoint depends on. Resuming a run with another value is refused.
 * `budget`: how long training may go on (epochs, patience, minutes). A finished run can be
-  continued with a larger budget; the record says what was actually trained.
+  continued with a larger budget; the record says what was actually trained. A budget under
+  which training would have stopped before the epochs already trained is refused
+  (`lvae_tf.recovery.check_budget`): a record never states a budget that did not produce it.
 * `evaluation`: how the trained model is measured (NLL samples, test images, FID samples).
 * `runtime`: how the run is executed, not what it computes (devices, logging, paths).
 
@@ -35,6 +37,7 @@ __all__ = [
     'ConfigError',
     'FLOWS',
     'PRESETS',
+    'check_tf_config',
     'check_writable',
     'matched_damping',
     'protocol_name',
@@ -386,3 +389,42 @@ def check_writable(directory, keep=True):
       for d in created:  # innermost first: leave no empty directories behind
         if os.path.isdir(d) and not os.listdir(d):
           os.rmdir(d)
+
+
+def check_tf_config(strategy, environ=None):
+  """Refuses a `TF_CONFIG` that is set but not a cluster description, with a clear message.
+
+  `--strategy=multiworker` reads the cluster from `TF_CONFIG`; a malformed one would fail deep
+  inside TensorFlow with a traceback. It is checked whatever the strategy: a `TF_CONFIG` left
+  set by mistake is refused rather than silently ignored. Unset or empty: nothing to check.
+
+  Raises:
+    ConfigError: not JSON, not an object, or (multiworker) a bad `cluster` or `task`.
+  """
+  text = (os.environ if environ is None else environ).get('TF_CONFIG', '')
+  if not text.strip():
+    return
+  example = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+             '"task": {"type": "worker", "index": 0}}')
+  try:
+    spec = json.loads(text)
+  except ValueError as e:
+    raise ConfigError(f'TF_CONFIG is not valid JSON ({e}): {text[:200]!r}. Set it to the '
+                      f'cluster description ({example}) or unset it.') from None
+  if not isinstance(spec, dict):
+    raise ConfigError(f'TF_CONFIG must be a JSON object ({example}), got {text[:200]!r}.')
+  if strategy != 'multiworker':
+    return
+  cluster, task = spec.get('cluster'), spec.get('task')
+  if not (isinstance(cluster, dict) and cluster and all(
+      isinstance(v, list) and v and all(isinstance(a, str) for a in v)
+      for v in cluster.values())):
+    raise ConfigError(f'TF_CONFIG["cluster"] must map task types to lists of "host:port" '
+                      f'addresses ({example}), got {cluster!r}.')
+  if isinstance(task, dict) and task.get('type') == 'evaluator':
+    return  # an evaluator task is not part of the cluster
+  if not (isinstance(task, dict) and task.get('type') in cluster and
+          isinstance(task.get('index'), int) and
+          0 <= task['index'] < len(cluster[task['type']])):
+    raise ConfigError(f'TF_CONFIG["task"] must name a type of the cluster '
+                      f'({sorted(cluster)}) and an index within it, got {task!r}.')

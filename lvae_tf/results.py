@@ -2,24 +2,53 @@
 
 import contextlib
 import datetime
+import errno
 import glob
 import json
 import os
 import platform
+import re
 import tempfile
 import warnings
 
 __all__ = [
+    'WriteError',
+    'append_text',
+    'as_write_error',
     'atomic_path',
     'environment',
     'load_records',
     'protocol_of',
     'publish',
+    'remove_orphan_temporaries',
     'table1_markdown',
     'write_json_atomic',
     'write_tables',
     'write_text_atomic',
 ]
+
+
+class WriteError(OSError):
+  """A file could not be written (disk full, no permission, ...); `filename` is its path.
+
+  The file's previous content, if any, is intact: writes go through `atomic_path` or
+  `append_text`, which never leave a half-written file.
+  """
+
+
+def as_write_error(error, path):
+  """`error` (an `OSError` or a TensorFlow I/O error) as a `WriteError` naming `path`."""
+  if isinstance(error, WriteError):
+    return error
+  number = getattr(error, 'errno', None)
+  cause = getattr(error, 'strerror', None)
+  if not cause:  # TensorFlow's errors carry only a message ('...; No space left on device')
+    text = str(getattr(error, 'message', error))
+    cause = re.sub(r'\s*\[Op:\w+\]$', '', text.rsplit('; ', 1)[-1].strip())
+    cause = cause or type(error).__name__
+    if 'No space left' in cause:
+      number = errno.ENOSPC
+  return WriteError(number, cause, path)
 
 
 @contextlib.contextmanager
@@ -48,12 +77,80 @@ def atomic_path(path, suffix=''):
 
 
 def write_text_atomic(path, text):
-  """Writes `text` to `path` via a temporary file + `os.replace`: never half-written."""
-  with atomic_path(path) as tmp:
-    with open(tmp, 'w') as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
+  """Writes `text` to `path` via a temporary file + `os.replace`: never half-written.
+
+  Raises:
+    WriteError: `path` could not be written (its previous content is intact).
+  """
+  try:
+    with atomic_path(path) as tmp:
+      with open(tmp, 'w') as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+  except OSError as e:
+    raise as_write_error(e, path) from e
+
+
+def append_text(path, text):
+  """Appends `text` to `path` whole or not at all: a failed append is cut back.
+
+  Raises:
+    WriteError: the append failed (the file is as it was before).
+  """
+  data = text.encode()
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+  except OSError as e:
+    raise as_write_error(e, path) from e
+  try:
+    size = os.fstat(fd).st_size
+    try:
+      view = memoryview(data)
+      while view:
+        view = view[os.write(fd, view):]
+      os.fsync(fd)
+    except OSError as e:
+      try:
+        os.ftruncate(fd, size)
+      except OSError:
+        pass
+      raise as_write_error(e, path) from e
+  finally:
+    os.close(fd)
+
+
+def _temporary_pattern(name):
+  """What `atomic_path` names a temporary of `name` (`mkstemp`: 8 random characters)."""
+  return re.compile(r'\.tmp-[a-z0-9_]{8}' + re.escape(name) + '$')
+
+
+def remove_orphan_temporaries(directory, names=None, older_than=None):
+  """Removes the temporaries a killed `atomic_path` left in `directory`; returns their paths.
+
+  Only files named like `atomic_path`'s temporaries (`.tmp-XXXXXXXX<name>`; of the given target
+  `names` if any) and last modified before `older_than` (default: this process's start, so a
+  temporary of a write in progress elsewhere is never touched) are removed.
+  """
+  from lvae_tf import runlock  # pylint: disable=g-import-not-at-top
+  older_than = runlock.process_start_time() if older_than is None else older_than
+  patterns = [_temporary_pattern(n) for n in names] if names else [
+      re.compile(r'\.tmp-[a-z0-9_]{8}.')]
+  removed = []
+  try:
+    entries = list(os.scandir(directory))
+  except OSError:
+    return removed
+  for entry in entries:
+    if not any(p.match(entry.name) for p in patterns):
+      continue
+    try:
+      if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < older_than:
+        os.remove(entry.path)
+        removed.append(entry.path)
+    except OSError:
+      pass  # gone already, or not ours to remove
+  return removed
 
 
 def write_json_atomic(path, obj):
@@ -139,6 +236,9 @@ def publish(record, results_dir):
   protocol = protocol_of(record)
   directory = os.path.join(results_dir, protocol)
   path = os.path.join(directory, 'records', f'{record["run_name"]}.json')
+  # Temporaries of this record and of the table left by a killed publish.
+  remove_orphan_temporaries(os.path.dirname(path), [os.path.basename(path)])
+  remove_orphan_temporaries(directory, ['table1.md'])
   write_json_atomic(path, record)
   table = table1_markdown(load_records(os.path.join(directory, 'records')))
   write_text_atomic(os.path.join(directory, 'table1.md'), table)

@@ -13,6 +13,7 @@ continues from its last completed epoch and ends with the same weights as an uni
 `lvae_tf.data.train_dataset` and `FlowVAE.train_step`).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,8 +27,11 @@ import tf_keras as keras
 
 from lvae_tf import config as config_lib
 from lvae_tf import data as data_lib
+from lvae_tf import interrupts
 from lvae_tf import models
+from lvae_tf import recovery
 from lvae_tf import results
+from lvae_tf import runlock
 from lvae_tf import visualize
 from lvae_tf.config import Config
 from lvae_tf.config import ConfigError
@@ -188,6 +192,7 @@ class ResumableTraining(keras.callbacks.Callback):
           f'dynamics diverged). The last good checkpoint (end of epoch '
           f'{int(self.epoch.numpy())}) is kept; no result record was written.')
 
+  @interrupts.deferred()  # a signal waits until the history line and checkpoint are written
   def on_epoch_end(self, epoch, logs=None):
     logs = logs or {}
     value = logs.get(self.monitor)
@@ -205,7 +210,7 @@ class ResumableTraining(keras.callbacks.Callback):
       self.best.assign(value)
       self.best_epoch.assign(epoch)
       self.wait.assign(0)
-      self.best_weights.save(checkpoint_number=epoch + 1)
+      recovery.save_checkpoint(self.best_weights, epoch + 1)
     else:
       self.wait.assign_add(1)
     self.epoch.assign(epoch + 1)
@@ -214,13 +219,13 @@ class ResumableTraining(keras.callbacks.Callback):
       self.model.stop_training = True
     if self.out_of_time:
       self.model.stop_training = True
-    self.latest.save(checkpoint_number=epoch + 1)
     row = {'epoch': epoch + 1, 'step': int(self.model.optimizer.iterations.numpy()),
            'train_seconds': float(self.train_seconds.numpy()),
            'cpu_seconds': float(self.cpu_seconds.numpy()),
            'elbo': float(logs.get('elbo', float('nan'))), self.monitor: float(value)}
-    with open(self.history_path, 'a') as f:
-      f.write(json.dumps(row, sort_keys=True) + '\n')
+    # History first: a line without its checkpoint is cut on resume; the reverse would be lost.
+    results.append_text(self.history_path, json.dumps(row, sort_keys=True) + '\n')
+    recovery.save_checkpoint(self.latest, epoch + 1)
 
 
 def _check_workdir(workdir, config):
@@ -349,6 +354,10 @@ def _warm_start(model, run_dir):
 def train_and_evaluate(config, workdir, mnist=None):
   """Trains (resuming if `workdir` holds a checkpoint), evaluates, writes `record.json`.
 
+  A run holds `workdir/run.lock` (`lvae_tf.runlock`; multi-worker: the chief) and, before
+  writing anything, resumes from the newest intact checkpoint, refuses a budget smaller than
+  what the checkpoint trained and removes temporaries of killed writes (`lvae_tf.recovery`).
+
   Args:
     config: `Config` (`precision='auto'` is resolved for this device).
     workdir: directory for config, checkpoints, history, TensorBoard logs and the record.
@@ -359,17 +368,20 @@ def train_and_evaluate(config, workdir, mnist=None):
     The record (a dict), also written atomically to `workdir/record.json`.
 
   Raises:
-    ConfigError: bad configuration, unwritable `workdir`, or a checkpoint from another
-      configuration. Nothing is written in that case.
+    ConfigError: bad configuration or `TF_CONFIG`, unwritable `workdir`, a checkpoint from
+      another configuration, no intact checkpoint, a budget below the epochs trained, or
+      `workdir` in use by another run (`runlock.RunLockedError`). Nothing is written then.
     lvae_tf.data.DataError: data missing or corrupt.
     lvae_tf.models.NonFiniteLossError: training diverged (no record written).
+    lvae_tf.results.WriteError: a checkpoint, history line or record could not be written
+      (e.g. disk full); the previous checkpoint and record are intact.
   """
   config = resolve(config)
   config.validate()
+  config_lib.check_tf_config(config.strategy)
   # First: MultiWorkerMirroredStrategy must exist before other TF work in the process.
   strategy = make_strategy(config.strategy)
   mnist = mnist or data_lib.load_dataset(config.dataset, config.data_dir or None)
-  binarized = getattr(mnist, 'binarized', False)
   chief = _is_chief(strategy)
   if not chief:
     # Every worker takes part in saving (collectives); only the chief writes the real run
@@ -385,6 +397,17 @@ def train_and_evaluate(config, workdir, mnist=None):
   if config.warm_start and not os.path.isdir(config.warm_start):
     raise ConfigError(f'--warm_start={config.warm_start!r} is not a directory.')
   check_writable(workdir)
+  with runlock.RunLock(workdir) if chief else contextlib.nullcontext():
+    return _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images,
+                               valid_images, test_images)
+
+
+def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, valid_images,
+                        test_images):
+  """`train_and_evaluate` once the run directory is checked, writable and locked."""
+  binarized = getattr(mnist, 'binarized', False)
+  new_config = _check_workdir(workdir, config)  # again: now no other run can change it
+  recovery.prepare(workdir, config)  # intact checkpoint, budget, orphans (lvae_tf.recovery)
   if new_config is not None:  # every check passed: only now is anything written
     results.write_json_atomic(os.path.join(workdir, 'config.json'), new_config)
   if config.deterministic:

@@ -1,0 +1,84 @@
+"""Ctrl-C and SIGTERM as an exception that unwinds cleanly, never in the middle of a save.
+
+    with interrupts.handle_signals():   # SIGINT, SIGTERM -> raise Interrupted
+      train(...)
+
+`Interrupted` is a `KeyboardInterrupt`: `finally` blocks and context managers run (the run lock
+is released, `lvae_tf.results.atomic_path` removes its temporary), and code that already handles
+Ctrl-C handles it. Its `exit_status` is the shell's convention, 128 + the signal number: 130 for
+SIGINT, 143 for SIGTERM.
+
+A function decorated with `@deferred()` (or a `with deferred():` block) is never cut in two: a
+signal arriving inside it is raised when it returns. `ResumableTraining.on_epoch_end` is one, so an
+epoch's history line and checkpoint are written together or not at all.
+
+Without `handle_signals` (library use, notebooks) nothing changes: Ctrl-C raises Python's own
+`KeyboardInterrupt` at once and SIGTERM ends the process.
+"""
+
+import contextlib
+import signal
+import threading
+
+__all__ = ['Interrupted', 'deferred', 'handle_signals']
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_depth = 0  # nesting of deferred sections being executed
+_pending = None  # signal number received inside a deferred section
+
+
+class Interrupted(KeyboardInterrupt):
+  """The process received SIGINT or SIGTERM.
+
+  Attributes:
+    signum: the signal number.
+    signal_name: 'SIGINT' or 'SIGTERM'.
+    exit_status: 128 + signum (130 for SIGINT, 143 for SIGTERM).
+  """
+
+  def __init__(self, signum):
+    self.signum = int(signum)
+    self.signal_name = signal.Signals(signum).name
+    self.exit_status = 128 + self.signum
+    super().__init__(f'interrupted by {self.signal_name}')
+
+
+def _handler(signum, frame):
+  del frame
+  global _pending
+  if _depth:
+    _pending = signum
+    return
+  raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def handle_signals():
+  """SIGINT and SIGTERM raise `Interrupted` inside the block (main thread only; else no-op)."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = {s: signal.signal(s, _handler) for s in _SIGNALS}
+  try:
+    yield
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+
+
+class deferred(contextlib.ContextDecorator):  # pylint: disable=invalid-name
+  """A section that a signal handled by `handle_signals` never interrupts midway."""
+
+  def __enter__(self):
+    global _depth
+    _depth += 1
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    global _depth, _pending
+    _depth -= 1
+    if _depth == 0 and _pending is not None:
+      signum, _pending = _pending, None
+      if exc_type is None:
+        raise Interrupted(signum)
+    return False
