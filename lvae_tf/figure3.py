@@ -867,10 +867,10 @@ def _precision_section(report):
            'faster)', '', '| flow | K | XLA | train (wall) | train (CPU) | eval (wall) |',
            '|---|---|---|---|---|---|']
   for r in rows:
-    lines.append(f"| {TITLES.get(r['flow'], r['flow'])} | {r['num_steps']} | {r['xla']} | "
-                 f"{_fmt(r['train_time'])} | {_fmt(r['train_cpu_time'])} | "
-                 f"{_fmt(r['test_time'])} |")
-  return lines
+    lines.append(f"| {TITLES.get(r['flow'], r['flow'])} | {r['num_steps']} | "
+                 f"{'on' if r['xla'] else 'off'} | {_fmt(r['train_time'])} | "
+                 f"{_fmt(r['train_cpu_time'])} | {_fmt(r['test_time'])} |")
+  return lines + ['']
 
 
 def _targets_section(report):

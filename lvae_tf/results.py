@@ -300,7 +300,7 @@ def table1_markdown(records):
     raise ValueError(f'table1_markdown needs the records of one protocol, got {protocols}.')
   order = {k: i for i, k in enumerate(_FLOW_TITLES)}
   columns = sorted({_column(r) for r in records}, key=lambda c: (order.get(c[0], 99), c[1]))
-  rows = ('NLL', 'ELBO', 'FID', 'IS', 'epochs', 'minutes')
+  rows = ('NLL', 'ELBO', 'FID', 'IS', 'epochs', 'minutes', 'cpu_minutes')
   cells = {c: {row: [] for row in rows} for c in columns}
   for r in records:
     m = r['metrics']
@@ -315,14 +315,17 @@ def table1_markdown(records):
       cell['IS'].append((m['classifier_is'], m.get('classifier_is_std', 0.)))
     if 'epochs_trained' in m:
       cell['epochs'].append((m['epochs_trained'], 0.))
-    seconds = r.get('wall_seconds', {}).get('train_total')
-    if seconds is not None:
-      cell['minutes'].append((seconds / 60., 0.))
+    seconds = r.get('wall_seconds', {})
+    if seconds.get('train_total') is not None:
+      cell['minutes'].append((seconds['train_total'] / 60., 0.))
+    if seconds.get('train_cpu_total') is not None:
+      cell['cpu_minutes'].append((seconds['train_cpu_total'] / 60., 0.))
   header = '| | ' + ' | '.join(f'{_FLOW_TITLES.get(f, f)} K={k}' for f, k in columns) + ' |'
   lines = [header, '|---' * (len(columns) + 1) + '|']
   names = {'NLL': 'NLL (nats)', 'ELBO': 'test ELBO (nats)', 'FID': 'classifier FID',
-           'IS': 'classifier IS', 'epochs': 'epochs trained', 'minutes': 'training minutes'}
-  digits = {'epochs': 0, 'minutes': 1}
+           'IS': 'classifier IS', 'epochs': 'epochs trained',
+           'minutes': 'training minutes (wall)', 'cpu_minutes': 'training minutes (CPU)'}
+  digits = {'epochs': 0, 'minutes': 1, 'cpu_minutes': 1}
   for row in rows:
     lines.append(f'| {names[row]} | ' + ' | '.join(
         _fmt(cells[c][row], digits.get(row, 2)) for c in columns) + ' |')

@@ -30,7 +30,7 @@ def test_publish_writes_record_and_table_under_the_protocol(tmp_path):
   assert json.loads(open(path).read()) == record
   assert table == (tmp_path / record['protocol'] / 'table1.md').read_text()
   assert '| NLL (nats) | 90.00 ± 0.50 |' in table  # one run: its standard error
-  assert '| training minutes | 2.0 |' in table
+  assert '| training minutes (wall) | 2.0 |' in table
 
 
 def test_seeds_of_one_protocol_are_averaged_protocols_never(tmp_path):
