@@ -285,6 +285,15 @@ def _fmt(values, digits=2):
   return f'{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})'
 
 
+def _data_line(dataset):
+  if dataset == 'mnist':
+    return 'MNIST dynamically binarised (not comparable with the fixed binarisation). '
+  if dataset == 'binarized_mnist':
+    return 'binarized_mnist: the fixed binarisation of Larochelle & Murray (TFDS). '
+  return (f'Dataset {dataset} (lvae_tf.data.load_dataset), dynamically binarised; classifier '
+          'FID/IS not computed (the classifier knows MNIST digits only). ')
+
+
 def table1_markdown(records):
   """Markdown laid out like the paper's Table 1 for the records of ONE protocol.
 
@@ -344,7 +353,7 @@ def table1_markdown(records):
       f'{"/".join(str(n) for n in nll_images)} test images ({"/".join(subset)} subset); one '
       'run shows ± its standard error over images, several seeds show mean ± std over seeds '
       '(n). Test ELBO: Rao-Blackwellised, on all test images.',
-      'MNIST dynamically binarised (not comparable with the fixed binarisation). '
+      _data_line(config.get('dataset', 'mnist')) +
       'FID/IS are *classifier* FID/IS (lvae_tf\'s own MNIST classifier, not Inception; '
       'samples vs the grey-level test set): not comparable with the paper\'s FID/IS. '
       'Real-data references in `results/metric_reference.md`: test-set classifier IS 9.76, '
