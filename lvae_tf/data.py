@@ -87,7 +87,6 @@ __all__ = [
     'HOLDOUT_MIN_TRAIN', 'FASHION_MNIST_DIR', 'FASHION_MNIST_FILES',
     'FASHION_MNIST_INSTALL_HINT', 'binarize', 'train_dataset', 'eval_dataset',
     'labeled_dataset', 'check_images', 'steps_per_epoch',
-    'TRAIN_SEED_DEFAULT', 'VALID_SEED_DEFAULT', 'TEST_SEED_DEFAULT',
     'ENV_VAR', 'INSTALL_HINT', 'MNIST_PKL_SHA256', 'MNIST_PKL_SIZE',
     'MNIST_NPZ_SHA256', 'MNIST_NPZ_SIZE', 'IMAGE_SHAPE', 'NUM_TRAIN',
     'NUM_VALID', 'NUM_TEST',
@@ -95,15 +94,6 @@ __all__ = [
 
 # ----------------------------------------------------------------------------
 # Constants.
-
-#: Seed of the training stream (order and binarisation); the first seed of the
-#: HVAE reference code (Caterini et al., 2018).
-TRAIN_SEED_DEFAULT = 85547
-#: Seed of the one fixed binarisation of the validation set.
-VALID_SEED_DEFAULT = 10000
-#: Base seed of the test-set binarisations: NLL pass i uses the seed
-#: `(TEST_SEED_DEFAULT, i)`, so each pass sees a fresh draw.
-TEST_SEED_DEFAULT = 20000
 
 #: Environment variable naming an explicit MNIST file (`.pkl.gz` or `.npz`).
 ENV_VAR = 'LVAE_TF_MNIST_PATH'
@@ -1276,8 +1266,8 @@ def eval_dataset(images, batch_size, seed, binarization='dynamic',
     draw every epoch, and whenever it is rebuilt with the same seed).
   * 'dynamic': computed each time the dataset is iterated. It is the same
     draw as 'fixed' for the same seed (re-iterating repeats it, which makes an
-    evaluation reproducible); a fresh draw needs a new seed, e.g.
-    `(TEST_SEED_DEFAULT, i)` for NLL pass i.
+    evaluation reproducible); a fresh draw needs a new seed, e.g. `(seed, 1000 + i)` for
+    NLL pass i (`lvae_tf.train.evaluate_nll`).
   * 'none': grey levels byte / 255, no sampling (`seed` is ignored).
 
   With `binarized=True` (a data set with a fixed binarisation,
