@@ -383,3 +383,20 @@ class TestTrainClassifierScript:
     loaded.load_weights(str(path))
     for a, b in zip(model.get_weights(), loaded.get_weights()):
       np.testing.assert_array_equal(a, b)
+
+
+def test_train_classifier_refuses_to_overwrite_the_shipped_weights(tmp_path):
+  """Pointing --output_dir at the package's assets needs --overwrite_shipped: exit 2, no write."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  assets = os.path.join(root, 'lvae_tf', 'assets')
+  before = {n: os.path.getmtime(os.path.join(assets, n)) for n in os.listdir(assets)}
+  out = subprocess.run(
+      [sys.executable, '-m', 'experiments.train_classifier', f'--output_dir={assets}',
+       '--epochs=1'], cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL='3'))
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert '--overwrite_shipped' in out.stderr
+  assert {n: os.path.getmtime(os.path.join(assets, n)) for n in os.listdir(assets)} == before
