@@ -1410,8 +1410,8 @@ def check_images(x, name='images', tolerance=0.):
   Raises:
     ValueError: with the shape/dtype/range received and what was expected.
   """
-  expected = (f'expected {name}: float images of shape (batch, 28, 28, 1) with values '
-              'in [0, 1]')
+  expected = ('expected float images of shape (batch, 28, 28, 1) with values in [0, 1]'
+              + ('' if name == 'images' else f' for {name}'))
   if isinstance(x, (tf.Tensor, tf.Variable)):
     shape = tuple(x.shape.as_list()) if x.shape.rank is not None else None
     dtype_name, is_float = x.dtype.name, x.dtype.is_floating

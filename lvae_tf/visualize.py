@@ -41,12 +41,14 @@ def tile_images(images, num_cols, pad=2, pad_value=1.):
 
 
 def save_grid_png(grid, path):
-  """Writes a `(H, W)` grid in [0, 1] as a grey PNG, atomically."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  """Writes a `(H, W)` grid in [0, 1] as a grey PNG, atomically.
+
+  Uses `matplotlib.image`, not `pyplot`: the caller's plotting backend (e.g. a notebook's
+  inline one) is left alone.
+  """
+  from matplotlib import image as mpimg  # pylint: disable=g-import-not-at-top
   with results.atomic_path(path, suffix='.png') as tmp:
-    plt.imsave(tmp, np.clip(grid, 0., 1.), cmap='gray', vmin=0., vmax=1., format='png')
+    mpimg.imsave(tmp, np.clip(grid, 0., 1.), cmap='gray', vmin=0., vmax=1., format='png')
 
 
 def _grids(model, images, num_samples, seed):
@@ -125,11 +127,13 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
   Returns:
     The number of runs drawn.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  # A Figure with its own Agg canvas, not pyplot: no global backend or figure state changes.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   colours = dict(zip(columns, ('tab:grey', 'tab:blue', 'tab:orange', 'tab:green', 'tab:red')))
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+  fig = Figure(figsize=(15, 4.2))
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, 3, sharey=True)
   drawn, labelled = 0, set()
   for record in sorted(records, key=lambda r: (r['config']['flow'], r['config']['seed'])):
     c = record['config']
@@ -162,5 +166,4 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
   fig.tight_layout()
   with results.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, format='png', dpi=110)
-  plt.close(fig)
   return drawn

@@ -147,11 +147,17 @@ def test_cli_unwritable_output_exits_2(tmp_path):
 
 
 def test_nonfinite_images_rejected_with_validation():
+  """Eager: `data.check_images` sees the values (ValueError); traced, `validate_args` asserts."""
   model = models.LangevinVAE(num_steps=1, latent_dim=2, validate_args=True)
+  traced = tf.function(model)
   x = np.zeros([2, 28, 28, 1], np.float32)
   x[0, 0, 0, 0] = np.nan
+  with pytest.raises(ValueError, match='1 NaN'):
+    model(tf.constant(x))
   with pytest.raises(tf.errors.InvalidArgumentError, match='NaN or Inf'):
-    model(tf.constant(x))
+    traced(tf.constant(x))
   x[0, 0, 0, 0] = 2.
-  with pytest.raises(tf.errors.InvalidArgumentError, match='> 1'):
+  with pytest.raises(ValueError, match=r'values in \[0, 2\]'):
     model(tf.constant(x))
+  with pytest.raises(tf.errors.InvalidArgumentError, match='> 1'):
+    traced(tf.constant(x))
