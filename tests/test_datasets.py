@@ -455,9 +455,12 @@ def test_real_debian_fashion_mnist():
   assert data.load_dataset('fashion_mnist') is d  # Cached.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['binarized_mnist', 'fashion_mnist'])
 def test_train_and_evaluate_on_a_tfds_dataset(tfds_dir, tmp_path, name):
-  """`--dataset`/`--data_dir` end to end: a tiny run trains and evaluates on the TFDS data."""
+  """Slow (trains; fast cover: test_binarized_images_pass_through_the_pipelines_unchanged).
+
+  `--dataset`/`--data_dir` end to end: a tiny run trains and evaluates on the TFDS data."""
   from lvae_tf import train  # pylint: disable=g-import-not-at-top
   config = train.Config.from_preset(
       'tiny', flow='langevin', num_steps=1, dataset=name, data_dir=str(tfds_dir), batch_size=4,

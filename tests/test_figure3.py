@@ -254,7 +254,9 @@ def test_benchmark_does_not_import_the_training_loop():
   assert train.build_model is models.build_model
 
 
+@pytest.mark.slow
 def test_step_bench_trains_in_bf16_with_float32_flow():
+  """Slow (builds and steps a bf16 model; no fast cover)."""
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
   from lvae_tf import benchmark as bm  # pylint: disable=g-import-not-at-top
   assert bm.PRECISIONS == figure3.PRECISIONS == ('float32', 'mixed_bfloat16')
@@ -266,7 +268,9 @@ def test_step_bench_trains_in_bf16_with_float32_flow():
   assert keras.mixed_precision.global_policy().name == before  # nothing global was changed
 
 
+@pytest.mark.slow
 def test_step_bench_counts_gradients_per_call():
+  """Slow (builds and steps a model; fast cover: test_bijectors.py::GradientCountTest)."""
   from lvae_tf import benchmark as bm  # pylint: disable=g-import-not-at-top
   bench = bm.StepBench(bm.flow_config('langevin', 1, latent_dim=8))
   # Exactly K = 1 gradient per training step, counted in the measured function.

@@ -88,8 +88,10 @@ def test_full_weight_matches_density_formula(flow):
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('flow', ['vae', 'langevin'])
 def test_rb_and_full_estimates_agree_in_expectation(flow):
+  """Slow (many samples; fast cover: test_rb_elbo_matches_math_md_formula)."""
   model = _model(flow)
   x = _images(2, seed=2)
   tiled = tf.tile(x, [2000, 1, 1, 1])
@@ -179,12 +181,14 @@ def test_free_tempering_alphas_get_gradients():
       np.prod(1 / (1 + np.exp(-model.alpha_logit.numpy())))**-2, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('flow,mode,expected', [
     ('langevin', None, lambda k: k),
     ('hvae', 'reference', lambda k: 2 * k),
     ('hvae', 'cached', lambda k: k + 1),
 ])
 def test_gradient_evaluations_per_training_step(flow, mode, expected):
+  """Slow (training steps of three models; fast cover: test_bijectors.py::GradientCountTest)."""
   counter = lb.GradientCounter()
   kwargs = {} if mode is None else {'gradient_mode': mode}
   model = _model(flow, gradient_counter=counter, **kwargs)

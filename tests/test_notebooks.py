@@ -169,7 +169,9 @@ def test_figure2_writes_a_png_of_both_models(tiny_runs):
   assert 'Langevin-VAE' in proc.stdout and 'HVAE' in proc.stdout, proc.stdout
 
 
+@pytest.mark.slow
 def test_figure2_missing_run_exits_2_naming_path_and_command(tmp_path):
+  """Slow (a TensorFlow subprocess; no fast cover)."""
   proc = _figure2(tmp_path, '--preset=tiny', '--output=out/figure2.png')
   assert proc.returncode == 2, (proc.returncode, proc.stderr)
   assert os.path.join('runs', 'langevin-K5-tiny-seed85547-') in proc.stderr
