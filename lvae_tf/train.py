@@ -48,6 +48,7 @@ __all__ = [
     'build_model',
     'load_trained_model',
     'evaluate_nll',
+    'weights_fingerprint',
     'make_strategy',
     'resolve',
     'resolve_precision',
@@ -284,30 +285,85 @@ def nll_subset_indices(num_test, config):
   return np.sort(rng.permutation(num_test)[:n])
 
 
-def evaluate_nll(model, images, config, seed, progress=True, binarized=False):
+def weights_fingerprint(model):
+  """sha256 (16 hex digits) of the model's weights: which trained model a partial NLL is of."""
+  digest = hashlib.sha256()
+  for w in model.get_weights():
+    digest.update(np.ascontiguousarray(w).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def _read_partial_nll(path, identity):
+  """Batches `{(pass, batch): ln p(x)}` already in `path`, if it was written for `identity`.
+
+  A partial file of another model or protocol (other header) is ignored; a last line cut by a
+  kill is dropped.
+  """
+  if not path or not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    lines = f.read().split('\n')
+  try:
+    if json.loads(lines[0]) != {'identity': identity}:
+      return {}
+  except ValueError:
+    return {}
+  done = {}
+  for line in lines[1:]:
+    try:
+      entry = json.loads(line)
+      done[(entry['pass'], entry['batch'])] = np.asarray(entry['log_px'], np.float64)
+    except (ValueError, KeyError, TypeError):
+      continue  # empty or cut by a kill: that batch is computed again
+  return done
+
+
+def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
+                 partial_path=None, identity=None):
   """Importance-sampled NLL (math.md section 4) of each image, averaged over passes.
+
+  With `partial_path`, every finished batch is appended to that file (JSON lines under a
+  header holding `identity`), and a new call with the same `identity` skips the batches it
+  holds: an interrupted NLL resumes where it stopped and gives exactly the numbers of an
+  uninterrupted one (each batch's binarisation and noise are seeded by its pass and index).
 
   Returns:
     dict: `nll_mean` (mean over images), `nll_sem` (its standard error over images, from
     the per-image NLLs averaged over passes), `nll_std` (spread of the per-pass means, 0 for
     one pass), `nll_per_pass`.
   """
+  identity = dict(identity or {}, images=len(images), seed=list(np.atleast_1d(seed).tolist()),
+                  samples=config.nll_samples, passes=config.nll_passes,
+                  batch_size=config.nll_batch_size, chunk=config.nll_chunk)
+  done = _read_partial_nll(partial_path, identity)
+  if partial_path and not done:
+    results.write_text_atomic(partial_path, json.dumps({'identity': identity}) + '\n')
+  if progress and done:
+    print(f'NLL: resuming, {len(done)} batches already in {partial_path}.', flush=True)
   per_image = []
   batches = math.ceil(len(images) / config.nll_batch_size)
   t0 = time.time()
+  computed = 0
   for p in range(config.nll_passes):
     dataset = data_lib.eval_dataset(images, config.nll_batch_size,
                                     seed=(seed, 1000 + p),
                                     binarization='dynamic', binarized=binarized)
     values = []
     for i, x in enumerate(dataset):
+      if (p, i) in done:
+        values.append(done[(p, i)])
+        continue
       values.append(model.log_marginal_likelihood(
           x, num_samples=config.nll_samples, chunk_size=config.nll_chunk,
           seed=(seed, 100000 * (p + 1) + i)))
-      done = p * batches + i + 1
-      if progress and (done % max(1, batches // 10) == 0 or done == batches):
+      computed += 1
+      if partial_path:
+        results.append_text(partial_path, json.dumps(
+            {'pass': p, 'batch': i, 'log_px': [float(v) for v in values[-1]]}) + '\n')
+      finished = p * batches + i + 1
+      if progress and (finished % max(1, batches // 10) == 0 or finished == batches):
         elapsed = time.time() - t0
-        eta = elapsed / done * (config.nll_passes * batches - done)
+        eta = elapsed / computed * (config.nll_passes * batches - finished)
         print(f'NLL: pass {p + 1}/{config.nll_passes}, batch {i + 1}/{batches}, '
               f'running mean {-np.mean(np.concatenate(values)):.2f}, '
               f'{elapsed:.0f} s elapsed, ETA {eta:.0f} s', flush=True)
@@ -473,8 +529,14 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   elbo_seconds = time.time() - t0
   t0 = time.time()
   nll_index = nll_subset_indices(len(test_images), config)
+  # Resumable: a 40-minute NLL killed at batch 15 of 20 restarts at batch 15 (chief only;
+  # workers compute the same numbers and keep nothing).
   nll = evaluate_nll(model, test_images[nll_index], config, config.seed,
-                     progress=config.verbose > 0, binarized=binarized)
+                     progress=config.verbose > 0, binarized=binarized,
+                     partial_path=os.path.join(workdir, 'nll_partial.jsonl') if chief else None,
+                     identity={'weights': weights_fingerprint(model),
+                               'indices': hashlib.sha256(np.asarray(
+                                   nll_index, np.int64).tobytes()).hexdigest()[:16]})
   nll_seconds = time.time() - t0
   t0 = time.time()
   # The classifier behind FID/IS knows MNIST digits only: other datasets skip it.

@@ -181,3 +181,59 @@ def test_trained_model_elbo_below_is_estimate_which_grows_with_samples(mnist):
   # allows for its Monte Carlo error over 50 images; measured here: -206.39 vs -206.49.
   assert abs(estimates[0] - elbo) < 1.5
   assert elbo < estimates[1] < estimates[2], (elbo, estimates)
+
+
+class _Interrupting:
+  """Delegates to a model and raises KeyboardInterrupt at the `stop_after + 1`-th NLL batch."""
+
+  def __init__(self, model, stop_after=None):
+    self.model, self.stop_after, self.calls = model, stop_after, 0
+
+  def log_marginal_likelihood(self, *args, **kwargs):
+    if self.stop_after is not None and self.calls >= self.stop_after:
+      raise KeyboardInterrupt
+    self.calls += 1
+    return self.model.log_marginal_likelihood(*args, **kwargs)
+
+
+def test_nll_resumes_exactly_after_an_interruption(mnist, tmp_path):
+  """A killed NLL keeps its finished batches and a resumed one gives the uninterrupted numbers."""
+  config = _tiny(flow='langevin', num_steps=2, nll_test_images=40, nll_batch_size=10,
+                 nll_passes=2, nll_samples=4, nll_chunk=2)
+  model = train.build_model(config, output_bias=-1.5)
+  model(tf.zeros([1, 28, 28, 1]))
+  images = mnist.test_images[:40]
+  identity = {'weights': train.weights_fingerprint(model)}
+  reference = train.evaluate_nll(model, images, config, seed=3, progress=False)
+
+  path = str(tmp_path / 'nll_partial.jsonl')
+  with pytest.raises(KeyboardInterrupt):
+    train.evaluate_nll(_Interrupting(model, stop_after=5), images, config, seed=3,
+                       progress=False, partial_path=path, identity=identity)
+  with open(path, 'a') as f:
+    f.write('{"pass": 1, "batch": 1, "log_px": [1.0, ')  # a line cut by the kill
+  resumed = _Interrupting(model)
+  result = train.evaluate_nll(resumed, images, config, seed=3, progress=False,
+                              partial_path=path, identity=identity)
+  assert resumed.calls == 8 - 5  # 2 passes x 4 batches, 5 kept
+  assert result == reference
+
+  # Another model's partial file is not reused: everything is computed again.
+  other = _Interrupting(model)
+  result = train.evaluate_nll(other, images, config, seed=3, progress=False,
+                              partial_path=path, identity={'weights': 'another model'})
+  assert other.calls == 8 and result == reference
+  again = _Interrupting(model)
+  train.evaluate_nll(again, images, config, seed=3, progress=False, partial_path=path,
+                     identity={'weights': 'another model'})
+  assert again.calls == 0
+
+
+def test_weights_fingerprint_changes_with_the_weights():
+  config = _tiny(flow='vae', num_steps=0)
+  model = train.build_model(config)
+  model(tf.zeros([1, 28, 28, 1]))
+  before = train.weights_fingerprint(model)
+  assert train.weights_fingerprint(model) == before
+  model.trainable_variables[0].assign_add(tf.ones_like(model.trainable_variables[0]) * 1e-3)
+  assert train.weights_fingerprint(model) != before
