@@ -36,5 +36,11 @@ def main(argv):
   print(f'wrote {path} ({drawn} runs)')
 
 
-if __name__ == '__main__':
+def run():
+  """Entry point of the `lvae-convergence` console script (same as `python -m experiments.convergence`)."""
+  cli.use_module_doc(__doc__)
   app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,6 +1,7 @@
 """Result records: atomic JSON writes, environment description, and the Table 1 layout."""
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import glob
@@ -358,5 +359,99 @@ def table1_markdown(records):
       'samples vs the grey-level test set): not comparable with the paper\'s FID/IS. '
       'Real-data references in `results/metric_reference.md`: test-set classifier IS 9.76, '
       'classifier FID train (10k) vs test 0.58, uniform noise 343.',
+  ]
+  return '\n'.join(lines) + '\n'
+
+
+def _mean_std(values):
+  """`mean ± std (n)` over seeds (std with n - 1; one value is shown alone)."""
+  values = [v for v in values if v is not None]
+  if not values:
+    return ''
+  return _fmt([(v, 0.) for v in values])
+
+
+def ablation_markdown(records, vary):
+  """Markdown comparing runs that differ only in the fields `vary`, mean ± std over seeds.
+
+  One row per combination of the `vary` values. Besides the metrics, each row shows the
+  difference to the row of `Config`'s defaults *paired by seed* (the seeds share data order
+  and noise, so the paired difference is the comparison that the seeds' spread allows).
+
+  Args:
+    records: run records (`load_records`).
+    vary: names of `lvae_tf.config.Config` fields.
+
+  Raises:
+    ValueError: an unknown field, or records that differ in anything else than `vary` and
+      the seed (another protocol, flow or K).
+  """
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  fields = {f.name: f.default for f in dataclasses.fields(config_lib.Config)}
+  unknown = [name for name in vary if name not in fields]
+  if unknown:
+    raise ValueError(f'unknown Config fields {unknown}; expected some of {sorted(fields)}.')
+  if not records:
+    raise ValueError('no records to compare.')
+  groups, shared = {}, None
+  for r in records:
+    config = config_lib.Config.from_dict(r['config'])
+    rest = dict(config_lib.protocol_identity(config), flow=config.flow,
+                num_steps=config.num_steps, hvae_gradient=config.hvae_gradient)
+    for name in vary:
+      rest.pop(name, None)
+    if shared is None:
+      shared = rest
+    elif rest != shared:
+      differing = sorted(k for k in set(rest) | set(shared) if rest.get(k) != shared.get(k))
+      raise ValueError(f'{r["run_name"]} differs from the others in {differing}, not only in '
+                       f'{list(vary)}: those runs cannot be compared in one ablation table.')
+    key = tuple(getattr(config, name) for name in vary)
+    groups.setdefault(key, {})[config.seed] = (config, r['metrics'])
+
+  default_key = tuple(fields[name] for name in vary)
+  keys = sorted(groups, key=lambda k: (k != default_key, str(k)))
+  baseline = groups.get(default_key, {})
+  columns = ['seeds', 'initial ν0', 'K ν0 τ0', 'NLL (nats)', 'ΔNLL vs default (paired)',
+             'test ELBO', 'ΔELBO vs default (paired)', 'learned ν (mean)', 'log-det per step']
+  lines = ['| ' + ' | '.join(vary) + ' | ' + ' | '.join(columns) + ' |',
+           '|---' * (len(vary) + len(columns)) + '|']
+  for key in keys:
+    runs = groups[key]
+    seeds = sorted(runs)
+    configs = [runs[s][0] for s in seeds]
+    metrics = [runs[s][1] for s in seeds]
+    nu0 = configs[0].initial_damping() if configs[0].flow == 'langevin' else None
+
+    def paired(metric, sign=1., runs=runs, seeds=seeds):
+      diffs = [sign * (runs[s][1][metric] - baseline[s][1][metric]) for s in seeds
+               if s in baseline and metric in runs[s][1] and metric in baseline[s][1]]
+      return '' if not diffs or runs is baseline else _mean_std(diffs)
+
+    flow = [m.get('flow_parameters', {}) for m in metrics]
+    cells = [
+        ', '.join(str(s) for s in seeds),
+        f'{nu0:.3f}' if nu0 is not None else '',
+        f'{configs[0].num_steps * nu0 * configs[0].step_size:.3f}' if nu0 is not None else '',
+        _mean_std([m.get('nll_mean') for m in metrics]),
+        paired('nll_mean'),
+        _mean_std([m.get('test_elbo') for m in metrics]),
+        paired('test_elbo'),
+        _mean_std([f.get('damping_mean') for f in flow]),
+        _mean_std([f.get('log_det_per_step') for f in flow]),
+    ]
+    label = ['default (matched)' if v is None and name == 'damping' else str(v)
+             for name, v in zip(vary, key)]
+    lines.append('| ' + ' | '.join(label + cells) + ' |')
+  config = next(iter(groups[keys[0]].values()))[0]
+  lines += [
+      '',
+      f'{config.flow} K = {config.num_steps}, preset {config.preset}, initial step size '
+      f'{config.step_size}, T0 = {config.initial_temperature} (the matched ν0 = ln T0 / '
+      f'(2 K τ0), docs/math.md section 6). Mean ± std over seeds (n); Δ columns: the '
+      'difference to the default row on the same seed, mean ± std over seeds (negative ΔNLL '
+      'and positive ΔELBO favour the row). NLL: S = '
+      f'{config.nll_samples} on {config.nll_test_images or "all"} test images '
+      f'({config.nll_subset} subset); test ELBO on all test images.',
   ]
   return '\n'.join(lines) + '\n'

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -74,3 +76,42 @@ def test_convergence_figure_draws_one_line_per_run(tmp_path):
   assert visualize.plot_convergence(records, str(path)) == 3  # HVAE K = 1 is not drawn
   assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   assert [p.name for p in tmp_path.iterdir()] == ['convergence.png']
+
+
+def _ablation_record(seed, nll, **overrides):
+  record = _record(flow='langevin', k=5, seed=seed, nll=nll, **overrides)
+  record['metrics']['flow_parameters'] = {'damping_mean': 0.2, 'log_det_per_step': -1.}
+  return record
+
+
+def test_ablation_rows_are_seed_means_with_paired_differences():
+  records = [_ablation_record(s, nll) for s, nll in ((0, 90.), (1, 91.), (2, 95.))]
+  records += [_ablation_record(s, nll, damping=0.1) for s, nll in ((0, 91.), (1, 93.), (2, 96.))]
+  table = results.ablation_markdown(records, ['damping'])
+  lines = table.splitlines()
+  default, other = lines[2], lines[3]
+  assert default.startswith('| default (matched) | 0, 1, 2 | 0.203 | 0.203 | 92.00 ± 2.65 (3) |  |')
+  # 0.1 vs matched on the same seeds: +1, +2, +1 -> 1.33 ± 0.58; ELBO = -NLL - 5 moves by -that.
+  assert other.startswith('| 0.1 | 0, 1, 2 | 0.100 | 0.100 | 93.33 ± 2.52 (3) | 1.33 ± 0.58 (3) |')
+  assert '| -1.33 ± 0.58 (3) |' in other
+
+
+def test_ablation_refuses_runs_that_differ_elsewhere():
+  records = [_ablation_record(0, 90.), _ablation_record(1, 90., learning_rate=5e-4)]
+  with pytest.raises(ValueError, match=r"differs from the others in \['learning_rate'\]"):
+    results.ablation_markdown(records, ['damping'])
+  with pytest.raises(ValueError, match='unknown Config fields'):
+    results.ablation_markdown(records, ['dampening'])
+
+
+def test_ablation_script_writes_the_table_and_refuses_an_empty_directory(tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  command = [sys.executable, '-m', 'experiments.ablation', f'--results_dir={tmp_path}',
+             '--vary=damping']
+  empty = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+  assert empty.returncode == 2 and 'no records under' in empty.stderr
+  for seed, damping in ((0, None), (0, 0.1)):
+    results.publish(_ablation_record(seed, 90., damping=damping), str(tmp_path))
+  done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr
+  assert (tmp_path / 'ablation.md').read_text().splitlines()[3].startswith('| 0.1 | 0 |')
