@@ -148,6 +148,18 @@ def test_importance_sampling_converges_to_closed_form():
   assert np.all(elbo.mean(0) < np.array(exact))
 
 
+@pytest.mark.parametrize('flow', ['vae', 'langevin', 'hvae'])
+def test_nll_encodes_once_and_matches_per_sample_weights(flow):
+  """The NLL's shared encoding gives the weights of encoding every tiled copy (cache bypassed)."""
+  model = _model(flow)
+  x = _images(3)
+  n, seed = 4, tf.constant([5, 6], tf.int32)
+  got = model._log_weights_chunk(x, n, seed).numpy()  # pylint: disable=protected-access
+  direct = model.log_weights(tf.tile(x, [n, 1, 1, 1]), seed).numpy().reshape(n, 3)
+  np.testing.assert_allclose(got, direct, rtol=1e-6)
+  assert np.all(got[1:] != got[:1])  # the n samples really differ
+
+
 @pytest.mark.parametrize('flow', ['langevin', 'hvae'])
 def test_flow_parameters_are_trainable_and_get_gradients(flow):
   model = _model(flow)

@@ -176,19 +176,21 @@ class FlowVAE(keras.Model):
       return self.log_likelihood(x, z) + self.prior(z).log_prob(z)
     return target
 
-  def flow_sample(self, x, seed):
+  def flow_sample(self, x, seed, encoded=None):
     """Draws `(z0, rho0)` from the base and pushes it through the flow.
 
     Args:
       x: binary images `(b, 28, 28, 1)`, float.
       seed: stateless seed, int shape `[2]`.
+      encoded: optional `(mu, s)`, the encoder's output for `x` when the caller already has it
+        (the NLL encodes each image once for all its importance samples).
 
     Returns:
       `FlowSample(q0, momentum, z0, rho0, zK, rhoK, log_det)`; for K = 0, `momentum`,
       `rho0`, `rhoK` are None and `log_det` is 0.
     """
     x = self._check_images(x)
-    mu, s = self.encoder(x)
+    mu, s = self.encoder(x) if encoded is None else encoded
     q0 = tfd.MultivariateNormalDiag(mu, s)  # reparameterised: z0 = mu + s * eps
     seed_z, seed_rho = tfp.random.split_seed(seed, n=2)
     z0 = mu + s * _replica_standard_normal(mu, seed_z)
@@ -202,7 +204,7 @@ class FlowVAE(keras.Model):
     return FlowSample(q0, momentum, z0, rho0, zk, rhok,
                       tf.broadcast_to(log_det, tf.shape(mu)[:-1]))
 
-  def log_weights(self, x, seed, rao_blackwell=False):
+  def log_weights(self, x, seed, rao_blackwell=False, encoded=None):
     """One importance log-weight `ln w` per image (math.md section 2).
 
     Args:
@@ -211,11 +213,12 @@ class FlowVAE(keras.Model):
       rao_blackwell: use the entropies of `q0` and of the momentum distribution instead of
         the sampled `-ln q0(z0)`, `-ln m(rho0)` (paper Eq. 13): same expectation, lower
         variance. `False` gives the exact weight used by the NLL estimator.
+      encoded: optional `(mu, s)` of `x` (`flow_sample`).
 
     Returns:
       `ln w`, shape `(b,)`.
     """
-    f = self.flow_sample(x, seed)
+    f = self.flow_sample(x, seed, encoded)
     log_w = (self.log_likelihood(x, f.zK) + self.prior(f.zK).log_prob(f.zK) +
              (f.q0.entropy() if rao_blackwell else -f.q0.log_prob(f.z0)))
     if f.momentum is not None:
@@ -306,8 +309,12 @@ class FlowVAE(keras.Model):
   @tf.function(reduce_retracing=True)
   def _log_weights_chunk(self, x, n, seed):
     b = tf.shape(x)[0]
+    # Sample-major tiling: row s * b + i is sample s of image i. The encoder runs once per
+    # image, not once per sample (the same numbers: it is deterministic).
+    mu, s = self.encoder(x)
+    encoded = (tf.tile(mu, [n, 1]), tf.tile(s, [n, 1]))
     tiled = tf.tile(x, [n, 1, 1, 1])
-    return tf.reshape(self.log_weights(tiled, seed, rao_blackwell=False),
+    return tf.reshape(self.log_weights(tiled, seed, rao_blackwell=False, encoded=encoded),
                       [n, b])
 
   def sample_images(self, num_images, seed=(0, 0)):
