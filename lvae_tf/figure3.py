@@ -811,8 +811,9 @@ def _header(report):
       f'timed steps after {s["warmup"]} warm-up, interleaved over models; '
       f'epoch = {s["train_images"]} images), evaluation batch {s["test_batch"]}, '
       f'peak memory at batch {s["memory_batch"]}, largest batch within '
-      f'{s["budget_mib"]} MiB. XLA on: K in {s["xla_steps"]}, '
-      f'{s["xla_repeats"]} timed repeats.') + (
+      f'{s["budget_mib"]} MiB. ' + (
+          f'XLA on: K in {s["xla_steps"]}, {s["xla_repeats"]} timed repeats.'
+          if 'on' in s.get('xla', ['off', 'on']) else 'XLA off only.')) + (
           '' if list(precisions) == [PRECISIONS[0]]
           else f' Precisions: {", ".join(precisions)}.')]
   return lines

@@ -195,6 +195,12 @@ def test_markdown_of_a_fake_report():
   assert '| Langevin-VAE | 2 | off | 2 | 2 | 0.200 (0.040) | 10.0 | 0.400 |' in md
   assert '| VAE | 0 | off | 0 | 0 |' in md and 'HVAE cached (K+1)' in md
   assert md.endswith('whose peak fits the budget.\n')
+  xla = 'on' in figure3.make_settings('tiny').xla
+  assert ('XLA on: K in' in md) == xla and ('XLA off only.' in md) == (not xla)
+  off = _fake_report()
+  off['settings']['xla'] = ['off']
+  header = figure3.markdown(figure3.analyse(off))
+  assert 'XLA off only.' in header and 'XLA on: K in' not in header
 
 
 def test_markdown_marks_incomplete_runs_precision_and_xla_notes():
