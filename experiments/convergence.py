@@ -4,7 +4,9 @@ r"""Validation ELBO against training time and epochs for the runs of one Table 1
 
 Reads `<results_dir>/<protocol>/records/*.json` (each record holds its per-epoch history) and
 writes `<results_dir>/<protocol>/convergence.png`: VAE, Langevin-VAE K = 5 and HVAE K = 5, one
-line per seed, against wall-clock minutes, CPU minutes and epochs.
+line per seed, against wall-clock minutes, CPU minutes and epochs. A warm-started run's dashed
+line continues the line of the run it started from (found among all records under
+`--results_dir`), so its axes count the shared warm start too.
 """
 
 import os
@@ -31,6 +33,12 @@ def main(argv):
   records = results.load_records(os.path.join(directory, 'records'))
   if not records:
     cli.fail(f'no records under {directory}/records.')
+  # Warm-started runs continue the line of the run they started from (any protocol).
+  sources = {visualize.warm_start_source(r)[0] for r in records
+             if visualize.warm_start_source(r)}
+  names = {r['run_name'] for r in records}
+  records += [r for r in results.load_records(FLAGS.results_dir)
+              if r['run_name'] in sources - names]
   path = os.path.join(directory, 'convergence.png')
   drawn = visualize.plot_convergence(records, path)
   print(f'wrote {path} ({drawn} runs)')

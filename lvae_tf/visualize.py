@@ -22,7 +22,8 @@ import tf_keras as keras
 
 from lvae_tf import results
 
-__all__ = ['RunImages', 'save_grid_png', 'tile_images', 'write_run_pngs']
+__all__ = ['RunImages', 'convergence_curves', 'plot_convergence', 'save_grid_png', 'tile_images',
+           'warm_start_source', 'write_run_pngs']
 
 
 def tile_images(images, num_cols, pad=2, pad_value=1.):
@@ -116,11 +117,65 @@ class RunImages(keras.callbacks.Callback):
     self.writer.flush()
 
 
+def warm_start_source(record):
+  """`(source run name, checkpoint number)` of a warm-started record, else None."""
+  checkpoint = record.get('warm_start_checkpoint')
+  if not checkpoint:
+    return None
+  parts = os.path.normpath(checkpoint).split(os.sep)
+  # <workdir>/<run>/checkpoints/best/ckpt-N; ckpt-N holds the weights after epoch N.
+  if len(parts) < 4 or not parts[-1].startswith('ckpt-'):
+    return None
+  return parts[-4], int(parts[-1][len('ckpt-'):])
+
+
+def convergence_curves(records, columns=(('vae', 0), ('langevin', 5), ('hvae', 5))):
+  """The lines of the convergence figure, one per run of `columns`.
+
+  A warm-started run's line continues its source run's: its wall seconds, CPU seconds and
+  epochs are shifted by what the source had spent when it wrote the checkpoint the run started
+  from, so that its x axes count the whole compute behind it. The source must be among
+  `records` (any protocol); otherwise the line starts at 0 and is marked `unshifted`.
+
+  Returns:
+    A list of dicts: `column` (flow, K), `warm` (bool), `unshifted` (bool), `record`,
+    `wall_minutes`, `cpu_minutes`, `epochs`, `val_elbo` (lists, one entry per epoch).
+  """
+  by_name = {r.get('run_name'): r for r in records}
+  curves = []
+  for record in sorted(records, key=lambda r: (r['config']['flow'], bool(r['config'].get(
+      'warm_start')), r['config']['seed'])):
+    c = record['config']
+    column = (c['flow'], c['num_steps'])
+    history = record.get('history') or []
+    if column not in columns or not history:
+      continue
+    source = warm_start_source(record)
+    offset, unshifted = {'train_seconds': 0., 'cpu_seconds': 0., 'epoch': 0}, False
+    if source:
+      done = [h for h in (by_name.get(source[0]) or {}).get('history') or []
+              if h['epoch'] == source[1]]
+      if done:
+        offset = done[0]
+      else:
+        unshifted = True
+    curves.append({
+        'column': column, 'warm': bool(source), 'unshifted': unshifted, 'record': record,
+        'wall_minutes': [(h['train_seconds'] + offset['train_seconds']) / 60. for h in history],
+        'cpu_minutes': [(h['cpu_seconds'] + offset['cpu_seconds']) / 60. for h in history],
+        'epochs': [h['epoch'] + offset['epoch'] for h in history],
+        'val_elbo': [h['val_elbo'] for h in history]})
+  return curves
+
+
 def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae', 5))):
   """Validation ELBO against training seconds and against epochs, one line per run.
 
+  Warm-started runs are dashed and continue their source run's line (`convergence_curves`).
+
   Args:
-    records: Table 1 run records of one protocol (each with its per-epoch `history`).
+    records: Table 1 run records (each with its per-epoch `history`), of one protocol plus
+      the runs its warm-started runs started from.
     path: PNG to write (atomically).
     columns: `(flow, K)` pairs to draw; other records are ignored.
 
@@ -134,36 +189,34 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
   fig = Figure(figsize=(15, 4.2))
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, 3, sharey=True)
-  drawn, labelled = 0, set()
-  for record in sorted(records, key=lambda r: (r['config']['flow'], r['config']['seed'])):
-    c = record['config']
-    column = (c['flow'], c['num_steps'])
-    history = record.get('history') or []
-    if column not in colours or not history:
-      continue
-    epochs = [h['epoch'] for h in history]
-    elbo = [h['val_elbo'] for h in history]
-    label = None if column in labelled else (
-        f'{c["flow"]} K={c["num_steps"]}' if c['flow'] != 'hvae' else
-        f'hvae ({c["hvae_gradient"]}) K={c["num_steps"]}')
-    labelled.add(column)
-    for ax, x in zip(axes, ([h['train_seconds'] / 60. for h in history],
-                            [h['cpu_seconds'] / 60. for h in history], epochs)):
-      ax.plot(x, elbo, color=colours[column], label=label, lw=1.2, alpha=0.85)
-    drawn += 1
+  curves = convergence_curves(records, columns)
+  labelled = set()
+  for curve in curves:
+    c = curve['record']['config']
+    flow, k = curve['column']
+    key = (curve['column'], curve['warm'])
+    name = f'{flow} K={k}' if flow != 'hvae' else f'hvae ({c["hvae_gradient"]}) K={k}'
+    if curve['warm']:
+      name += ' (warm start' + (', source not shown)' if curve['unshifted'] else ')')
+    label = None if key in labelled else name
+    labelled.add(key)
+    for ax, x in zip(axes, (curve['wall_minutes'], curve['cpu_minutes'], curve['epochs'])):
+      ax.plot(x, curve['val_elbo'], color=colours[curve['column']], label=label, lw=1.2,
+              alpha=0.85, ls='--' if curve['warm'] else '-')
   for ax, xlabel in zip(axes, ('training wall-clock minutes', 'training CPU minutes',
                                'epochs (500 steps)')):
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
   axes[0].set_ylabel('validation ELBO (nats)')
-  if drawn:
-    low = min(min(h['val_elbo'] for h in r['history']) for r in records if r.get('history'))
-    high = max(max(h['val_elbo'] for h in r['history']) for r in records if r.get('history'))
+  if curves:
+    low = min(min(curve['val_elbo']) for curve in curves)
+    high = max(max(curve['val_elbo']) for curve in curves)
     axes[0].set_ylim(max(low, high - 25.), high + 1.)
     axes[0].legend(loc='lower right')
-  fig.suptitle(f'Validation ELBO while training (protocol {records[0].get("protocol", "?")}; '
-               'one line per seed)' if records else 'no records', fontsize=10)
+  protocols = sorted({r.get('protocol', '?') for r in (c['record'] for c in curves)})
+  fig.suptitle(f'Validation ELBO while training (protocol {", ".join(protocols)}; '
+               'one line per seed)' if curves else 'no records', fontsize=10)
   fig.tight_layout()
   with results.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, format='png', dpi=110)
-  return drawn
+  return len(curves)

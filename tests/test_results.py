@@ -115,3 +115,24 @@ def test_ablation_script_writes_the_table_and_refuses_an_empty_directory(tmp_pat
   done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
   assert done.returncode == 0, done.stderr
   assert (tmp_path / 'ablation.md').read_text().splitlines()[3].startswith('| 0.1 | 0 |')
+
+
+def test_a_warm_started_curve_continues_its_source_run():
+  from lvae_tf import visualize  # pylint: disable=g-import-not-at-top
+  vae = _record(seed=0)
+  vae['history'] = [{'epoch': e, 'train_seconds': 60. * e, 'cpu_seconds': 90. * e,
+                     'val_elbo': -100. + e} for e in range(1, 6)]
+  warm = _record(flow='langevin', k=5, seed=0, warm_start='/runs/' + vae['run_name'])
+  warm['warm_start_checkpoint'] = f'/runs/{vae["run_name"]}/checkpoints/best/ckpt-4'
+  warm['history'] = [{'epoch': e, 'train_seconds': 10. * e, 'cpu_seconds': 20. * e,
+                      'val_elbo': -96. + e} for e in range(1, 3)]
+  assert visualize.warm_start_source(warm) == (vae['run_name'], 4)
+  assert visualize.warm_start_source(vae) is None
+  curves = {c['warm']: c for c in visualize.convergence_curves([warm, vae])}
+  # Shifted by the source's epoch 4: 240 wall-s, 360 CPU-s, 4 epochs.
+  assert curves[True]['wall_minutes'] == [250. / 60., 260. / 60.]
+  assert curves[True]['cpu_minutes'] == [380. / 60., 400. / 60.]
+  assert curves[True]['epochs'] == [5, 6] and not curves[True]['unshifted']
+  assert curves[False]['epochs'] == [1, 2, 3, 4, 5]
+  alone = visualize.convergence_curves([warm])[0]
+  assert alone['unshifted'] and alone['epochs'] == [1, 2]
