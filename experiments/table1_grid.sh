@@ -41,6 +41,7 @@ for run in "${runs[@]}"; do
   $PY -m experiments.table1 "${args[@]}" --skip_if_published ${EXTRA:-}
 done
 $PY -m experiments.table1 --table_only --results_dir="$RESULTS"
-protocol=$($PY -m experiments.table1 "${common[@]}" --flow=vae --seed=0 --print_run_name \
-  ${EXTRA:-} | tail -1 | cut -d' ' -f2)
-$PY -m experiments.convergence --results_dir="$RESULTS" --protocol="$protocol"
+# A convergence figure for every protocol of the preset (the warm-started one included).
+for directory in "$RESULTS/$PRESET"-*/; do
+  $PY -m experiments.convergence --results_dir="$RESULTS" --protocol="$(basename "$directory")"
+done

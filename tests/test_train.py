@@ -90,6 +90,27 @@ def test_checkpoint_of_other_config_is_refused(mnist, tmp_path):
                              str(tmp_path), mnist)
 
 
+def test_warm_start_copies_the_vae_encoder_and_decoder(mnist, tmp_path):
+  """A warm-started flow begins with the source VAE's best encoder and decoder, bit for bit."""
+  vae_dir = str(tmp_path / 'vae')
+  config = _tiny(flow='vae', num_steps=0, max_epochs=1)
+  with pytest.raises(train.ConfigError, match='no best checkpoint'):
+    train._warm_start(train.build_model(config), vae_dir)  # pylint: disable=protected-access
+  train.train_and_evaluate(config, vae_dir, mnist)
+  vae, _ = train.load_trained_model(vae_dir)
+  flow = train.build_model(_tiny(flow='langevin', num_steps=2))
+  flow(tf.zeros([1, 28, 28, 1]))
+  before = [w.numpy().copy() for w in flow.encoder.weights]
+  checkpoint = train._warm_start(flow, vae_dir)  # pylint: disable=protected-access
+  assert checkpoint.startswith(os.path.join(vae_dir, 'checkpoints', 'best', 'ckpt-'))
+  for net in ('encoder', 'decoder'):
+    ours, theirs = getattr(flow, net).weights, getattr(vae, net).weights
+    assert len(ours) == len(theirs) > 0
+    for a, b in zip(ours, theirs):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, flow.encoder.weights))
+
+
 def test_divergence_stops_with_clear_error_and_no_record(mnist, tmp_path):
   from lvae_tf import models  # pylint: disable=g-import-not-at-top
   config = _tiny(flow='vae', num_steps=0, learning_rate=1e12, max_epochs=2)
@@ -237,3 +258,31 @@ def test_weights_fingerprint_changes_with_the_weights():
   assert train.weights_fingerprint(model) == before
   model.trainable_variables[0].assign_add(tf.ones_like(model.trainable_variables[0]) * 1e-3)
   assert train.weights_fingerprint(model) != before
+
+
+@pytest.mark.slow
+def test_grid_script_warm_starts_from_its_vae_and_draws_every_protocol(tmp_path):
+  """Slow (the grid script end to end on the tiny preset; fast cover:
+  test_warm_start_copies_the_vae_encoder_and_decoder and
+  tests/test_results.py::test_a_warm_started_curve_continues_its_source_run)."""
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', PRESET='tiny',
+             ONLY='vae:0:0 langevin:5:0:warm', WORKDIR=str(tmp_path / 'runs'),
+             RESULTS=str(tmp_path / 'res'), PY=sys.executable)
+  out = subprocess.run(['bash', os.path.join(ROOT, 'experiments', 'table1_grid.sh')],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+  assert out.returncode == 0, out.stderr[-3000:]
+  records = {json.loads(p.read_text())['config']['flow']: json.loads(p.read_text())
+             for p in (tmp_path / 'res').glob('tiny-*/records/*.json')}
+  vae, warm = records['vae'], records['langevin']
+  assert vae['protocol'] != warm['protocol']  # never averaged together
+  assert warm['config']['step_size'] == 0.02
+  assert warm['warm_start_checkpoint'].startswith(
+      str(tmp_path / 'runs' / vae['run_name'] / 'checkpoints' / 'best' / 'ckpt-'))
+  for protocol in (vae['protocol'], warm['protocol']):
+    assert (tmp_path / 'res' / protocol / 'convergence.png').read_bytes()[:4] == b'\x89PNG'
+    assert (tmp_path / 'res' / protocol / 'table1.md').exists()
+  # A second invocation finds both cells published and trains nothing.
+  again = subprocess.run(['bash', os.path.join(ROOT, 'experiments', 'table1_grid.sh')],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert 'Epoch' not in again.stdout and 'already published' in again.stdout + again.stderr
