@@ -323,7 +323,12 @@ def protocol_identity(config):
   values['damping'] = config.damping  # the rule (None = matched), not the per-K value
   values['warm_start'] = bool(config.warm_start)
   values['preset'] = config.preset
-  return _normalise_for_flow(values, config.flow)
+  values = _normalise_for_flow(values, config.flow)
+  # The flows' initial step size labels the whole table, the VAE's cell included: a VAE run
+  # with --step_size=0.02 belongs to the table whose flows start at 0.02 (the warm-started
+  # grid). Its checkpoint does not depend on it (`training_identity` normalises it away).
+  values['step_size'] = config.step_size
+  return values
 
 
 def protocol_name(config):

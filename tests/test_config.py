@@ -77,6 +77,18 @@ def test_protocol_shared_across_columns_and_seeds_not_across_budgets():
     assert config_lib.protocol_name(c) != config_lib.protocol_name(cells[0])
 
 
+def test_warm_started_cells_share_their_protocol_with_the_continued_vae():
+  """The warm grid passes --step_size=0.02 to every cell: the VAE control lands in the flows'
+  table, not in the from-scratch one, and its run name ignores the step size."""
+  warm = dict(warm_start='runs/vae-K0-cpu-seed0-22b11a', step_size=0.02)
+  cells = [_cpu(flow='vae', **warm), _cpu(flow='langevin', num_steps=5, **warm),
+           _cpu(flow='hvae', num_steps=5, **warm)]
+  assert len({config_lib.protocol_name(c) for c in cells}) == 1
+  assert config_lib.protocol_name(cells[0]) != config_lib.protocol_name(_cpu(flow='vae'))
+  assert config_lib.run_name(cells[0]) == config_lib.run_name(
+      dataclasses.replace(cells[0], step_size=0.2))
+
+
 def test_matched_damping_equalises_initial_log_det_with_hvae():
   """K nu0 tau0 = (1/2) ln T0 for every K (math.md section 6)."""
   import math  # pylint: disable=g-import-not-at-top
