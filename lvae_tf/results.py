@@ -433,7 +433,7 @@ def ablation_markdown(records, vary):
         ', '.join(str(s) for s in seeds),
         f'{nu0:.3f}' if nu0 is not None else '',
         f'{configs[0].num_steps * nu0 * configs[0].step_size:.3f}' if nu0 is not None else '',
-        _mean_std([m.get('nll_mean') for m in metrics]),
+        _fmt([(m['nll_mean'], m.get('nll_sem', 0.)) for m in metrics if 'nll_mean' in m]),
         paired('nll_mean'),
         _mean_std([m.get('test_elbo') for m in metrics]),
         paired('test_elbo'),
@@ -450,7 +450,8 @@ def ablation_markdown(records, vary):
       f'{config.step_size}, T0 = {config.initial_temperature} (the matched ν0 = ln T0 / '
       f'(2 K τ0), docs/math.md section 6). Mean ± std over seeds (n); Δ columns: the '
       'difference to the default row on the same seed, mean ± std over seeds (negative ΔNLL '
-      'and positive ΔELBO favour the row). NLL: S = '
+      'and positive ΔELBO favour the row); NLL of a single run: ± its standard error over '
+      'images. NLL: S = '
       f'{config.nll_samples} on {config.nll_test_images or "all"} test images '
       f'({config.nll_subset} subset); test ELBO on all test images.',
   ]
