@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast quick table1-grid table1-grid-cpu clean
+.PHONY: setup test test-fast quick table1-grid table1-grid-cpu damping-ablation clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ table1-grid: $(STAMP)
 # The CPU protocol's grid, whose records are committed under results/table1/cpu-*.
 table1-grid-cpu: $(STAMP)
 	PRESET=cpu experiments/table1_grid.sh
+
+# The damping ablation (README "Fair damping"), records under results/damping_ablation/K*/.
+damping-ablation: $(STAMP)
+	experiments/damping_ablation.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
