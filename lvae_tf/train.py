@@ -330,7 +330,8 @@ def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
   Returns:
     dict: `nll_mean` (mean over images), `nll_sem` (its standard error over images, from
     the per-image NLLs averaged over passes), `nll_std` (spread of the per-pass means, 0 for
-    one pass), `nll_per_pass`.
+    one pass), `nll_per_pass`, `nll_batches_resumed` (batches read from `partial_path`, whose
+    time an earlier call spent).
   """
   identity = dict(identity or {}, images=len(images), seed=list(np.atleast_1d(seed).tolist()),
                   samples=config.nll_samples, passes=config.nll_passes,
@@ -375,7 +376,7 @@ def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
       if len(image_means) > 1 else 0.
   std = float(np.std(per_pass, ddof=1)) if len(per_pass) > 1 else 0.
   return {'nll_mean': float(np.mean(per_pass)), 'nll_sem': sem, 'nll_std': std,
-          'nll_per_pass': per_pass}
+          'nll_per_pass': per_pass, 'nll_batches_resumed': len(done)}
 
 
 def sample_quality(model, test_images, num_samples, seed):
@@ -529,14 +530,13 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   elbo_seconds = time.time() - t0
   t0 = time.time()
   nll_index = nll_subset_indices(len(test_images), config)
+  indices_sha = hashlib.sha256(np.asarray(nll_index, np.int64).tobytes()).hexdigest()[:16]
   # Resumable: a 40-minute NLL killed at batch 15 of 20 restarts at batch 15 (chief only;
   # workers compute the same numbers and keep nothing).
   nll = evaluate_nll(model, test_images[nll_index], config, config.seed,
                      progress=config.verbose > 0, binarized=binarized,
                      partial_path=os.path.join(workdir, 'nll_partial.jsonl') if chief else None,
-                     identity={'weights': weights_fingerprint(model),
-                               'indices': hashlib.sha256(np.asarray(
-                                   nll_index, np.int64).tobytes()).hexdigest()[:16]})
+                     identity={'weights': weights_fingerprint(model), 'indices': indices_sha})
   nll_seconds = time.time() - t0
   t0 = time.time()
   # The classifier behind FID/IS knows MNIST digits only: other datasets skip it.
@@ -563,8 +563,7 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
           **nll,
           'nll_test_images': len(nll_index),
           'nll_subset': {'kind': config.nll_subset, 'seed': config.nll_subset_seed,
-                         'sha256_of_indices': hashlib.sha256(
-                             np.asarray(nll_index, np.int64).tobytes()).hexdigest()[:16]},
+                         'sha256_of_indices': indices_sha},
           'test_images': len(test_images),
           'best_epoch': int(state.best_epoch.numpy()) + 1,
           'epochs_trained': epochs,

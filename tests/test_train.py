@@ -237,13 +237,14 @@ def test_nll_resumes_exactly_after_an_interruption(mnist, tmp_path):
   result = train.evaluate_nll(resumed, images, config, seed=3, progress=False,
                               partial_path=path, identity=identity)
   assert resumed.calls == 8 - 5  # 2 passes x 4 batches, 5 kept
+  assert result.pop('nll_batches_resumed') == 5 and reference.pop('nll_batches_resumed') == 0
   assert result == reference
 
   # Another model's partial file is not reused: everything is computed again.
   other = _Interrupting(model)
   result = train.evaluate_nll(other, images, config, seed=3, progress=False,
                               partial_path=path, identity={'weights': 'another model'})
-  assert other.calls == 8 and result == reference
+  assert other.calls == 8 and result.pop('nll_batches_resumed') == 0 and result == reference
   again = _Interrupting(model)
   train.evaluate_nll(again, images, config, seed=3, progress=False, partial_path=path,
                      identity={'weights': 'another model'})
