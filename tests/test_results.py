@@ -13,8 +13,9 @@ from lvae_tf import results
 
 
 def _record(flow='vae', k=0, seed=0, nll=90., **overrides):
+  overrides.setdefault('precision', 'float32')
   config = config_lib.Config.from_preset('cpu', flow=flow, num_steps=k, seed=seed,
-                                         precision='float32', **overrides)
+                                         **overrides)
   return {
       'kind': 'table1_run', 'run_name': config_lib.run_name(config),
       'protocol': config_lib.protocol_name(config), 'config': dataclasses.asdict(config),
@@ -102,6 +103,15 @@ def test_ablation_refuses_runs_that_differ_elsewhere():
     results.ablation_markdown(records, ['damping'])
   with pytest.raises(ValueError, match='unknown Config fields'):
     results.ablation_markdown(records, ['dampening'])
+
+
+def test_ablation_without_a_default_row_compares_with_the_first():
+  records = [_ablation_record(s, nll, precision=p) for s, nll, p in (
+      (0, 90., 'mixed_bfloat16'), (0, 89.5, 'float32'), (1, 91., 'mixed_bfloat16'),
+      (1, 91., 'float32'))]
+  lines = results.ablation_markdown(records, ['precision']).splitlines()
+  assert lines[2].startswith('| float32 | 0, 1 |')
+  assert '| 0.25 ± 0.35 (2) |' in lines[3]  # bf16 - float32: +0.5, 0
 
 
 def test_ablation_script_writes_the_table_and_refuses_an_empty_directory(tmp_path):
