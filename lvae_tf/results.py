@@ -295,6 +295,38 @@ def _data_line(dataset):
           'FID/IS not computed (the classifier knows MNIST digits only). ')
 
 
+def paired_nll(record, reference):
+  """`NLL(record) - NLL(reference)` on the same test images, with its standard error.
+
+  Both NLLs are means over the same images, so their difference is the mean of per-image
+  differences, whose standard error is far smaller than either NLL's own (an image's
+  difficulty is shared by the two models).
+
+  Returns:
+    `(difference, standard error)` in nats.
+
+  Raises:
+    ValueError: a record without per-image NLLs (recorded before they were kept), or two
+      records measured on different images.
+  """
+  values = []
+  for r in (record, reference):
+    per_image = r['metrics'].get('nll_per_image')
+    if not per_image:
+      raise ValueError(f'{r.get("run_name")} has no per-image NLLs (recorded before they were '
+                       'kept): no paired comparison.')
+    values.append(per_image)
+  if (record['metrics'].get('nll_subset') != reference['metrics'].get('nll_subset') or
+      len(values[0]) != len(values[1])):
+    raise ValueError(f'{record.get("run_name")} and {reference.get("run_name")} were measured '
+                     'on different test images: no paired comparison.')
+  diffs = [a - b for a, b in zip(*values)]
+  n = len(diffs)
+  mean = sum(diffs) / n
+  se = (sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) ** 0.5 if n > 1 else 0.
+  return mean, se
+
+
 def table1_markdown(records):
   """Markdown laid out like the paper's Table 1 for the records of ONE protocol.
 
@@ -310,13 +342,20 @@ def table1_markdown(records):
     raise ValueError(f'table1_markdown needs the records of one protocol, got {protocols}.')
   order = {k: i for i, k in enumerate(_FLOW_TITLES)}
   columns = sorted({_column(r) for r in records}, key=lambda c: (order.get(c[0], 99), c[1]))
-  rows = ('NLL', 'ELBO', 'FID', 'IS', 'epochs', 'minutes', 'cpu_minutes')
+  rows = ('NLL', 'NLL_vs_VAE', 'ELBO', 'FID', 'IS', 'epochs', 'minutes', 'cpu_minutes')
   cells = {c: {row: [] for row in rows} for c in columns}
+  vaes = {r['config']['seed']: r for r in records if r['config']['flow'] == 'vae'}
   for r in records:
     m = r['metrics']
     cell = cells[_column(r)]
     if 'nll_mean' in m:
       cell['NLL'].append((m['nll_mean'], m.get('nll_sem', m.get('nll_std', 0.))))
+    vae = vaes.get(r['config']['seed'])
+    if vae is not None and vae is not r:
+      try:
+        cell['NLL_vs_VAE'].append(paired_nll(r, vae))
+      except ValueError:
+        pass  # no per-image NLLs in one of them: the row stays empty
     if 'test_elbo' in m:
       cell['ELBO'].append((m['test_elbo'], 0.))
     if 'classifier_fid' in m:
@@ -332,11 +371,14 @@ def table1_markdown(records):
       cell['cpu_minutes'].append((seconds['train_cpu_total'] / 60., 0.))
   header = '| | ' + ' | '.join(f'{_FLOW_TITLES.get(f, f)} K={k}' for f, k in columns) + ' |'
   lines = [header, '|---' * (len(columns) + 1) + '|']
-  names = {'NLL': 'NLL (nats)', 'ELBO': 'test ELBO (nats)', 'FID': 'classifier FID',
+  names = {'NLL': 'NLL (nats)', 'NLL_vs_VAE': 'NLL − VAE of the same seed (paired)',
+           'ELBO': 'test ELBO (nats)', 'FID': 'classifier FID',
            'IS': 'classifier IS', 'epochs': 'epochs trained',
            'minutes': 'training minutes (wall)', 'cpu_minutes': 'training minutes (CPU)'}
   digits = {'epochs': 0, 'minutes': 1, 'cpu_minutes': 1}
   for row in rows:
+    if row == 'NLL_vs_VAE' and not any(cells[c][row] for c in columns):
+      continue  # records without per-image NLLs
     lines.append(f'| {names[row]} | ' + ' | '.join(
         _fmt(cells[c][row], digits.get(row, 2)) for c in columns) + ' |')
   devices = sorted({r['environment']['device'] for r in records})
@@ -353,7 +395,9 @@ def table1_markdown(records):
       f'NLL: importance sampling with S = {config.get("nll_samples")} on '
       f'{"/".join(str(n) for n in nll_images)} test images ({"/".join(subset)} subset); one '
       'run shows ± its standard error over images, several seeds show mean ± std over seeds '
-      '(n). Test ELBO: Rao-Blackwellised, on all test images.',
+      '(n). NLL − VAE (when the records keep per-image NLLs): the difference to the same '
+      'seed\'s VAE on the same images, ± its paired standard error (one seed) or mean ± std '
+      'over seeds (n). Test ELBO: Rao-Blackwellised, on all test images.',
       _data_line(config.get('dataset', 'mnist')) +
       'FID/IS are *classifier* FID/IS (lvae_tf\'s own MNIST classifier, not Inception; '
       'samples vs the grey-level test set): not comparable with the paper\'s FID/IS. '

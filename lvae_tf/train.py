@@ -331,7 +331,8 @@ def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
     dict: `nll_mean` (mean over images), `nll_sem` (its standard error over images, from
     the per-image NLLs averaged over passes), `nll_std` (spread of the per-pass means, 0 for
     one pass), `nll_per_pass`, `nll_batches_resumed` (batches read from `partial_path`, whose
-    time an earlier call spent).
+    time an earlier call spent), `nll_per_image` (averaged over passes, in the order of
+    `images`, rounded to 1e-4 nats).
   """
   identity = dict(identity or {}, images=len(images), seed=list(np.atleast_1d(seed).tolist()),
                   samples=config.nll_samples, passes=config.nll_passes,
@@ -376,7 +377,9 @@ def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
       if len(image_means) > 1 else 0.
   std = float(np.std(per_pass, ddof=1)) if len(per_pass) > 1 else 0.
   return {'nll_mean': float(np.mean(per_pass)), 'nll_sem': sem, 'nll_std': std,
-          'nll_per_pass': per_pass, 'nll_batches_resumed': len(done)}
+          'nll_per_pass': per_pass, 'nll_batches_resumed': len(done),
+          # For paired comparisons of models on the same images (`results.paired_nll`).
+          'nll_per_image': [round(float(v), 4) for v in image_means]}
 
 
 def sample_quality(model, test_images, num_samples, seed):

@@ -146,3 +146,22 @@ def test_a_warm_started_curve_continues_its_source_run():
   assert curves[False]['epochs'] == [1, 2, 3, 4, 5]
   alone = visualize.convergence_curves([warm])[0]
   assert alone['unshifted'] and alone['epochs'] == [1, 2]
+
+
+def test_paired_nll_is_the_mean_per_image_difference_with_its_standard_error():
+  vae, flow = _record(seed=0, nll=3.), _record(flow='langevin', k=5, seed=0, nll=2.)
+  subset = {'kind': 'random', 'seed': 0, 'sha256_of_indices': 'abc'}
+  vae['metrics'].update(nll_per_image=[1., 2., 6.], nll_subset=subset)
+  flow['metrics'].update(nll_per_image=[0.5, 1.0, 4.5], nll_subset=subset)
+  diff, se = results.paired_nll(flow, vae)
+  # Differences -0.5, -1, -1.5: mean -1, std 0.5, standard error 0.5 / sqrt(3).
+  assert diff == pytest.approx(-1.) and se == pytest.approx(0.5 / 3 ** 0.5)
+  table = results.table1_markdown([vae, flow])
+  assert '| NLL − VAE of the same seed (paired) |  | -1.00 ± 0.29 |' in table
+  flow['metrics']['nll_subset'] = dict(subset, sha256_of_indices='other')
+  with pytest.raises(ValueError, match='different test images'):
+    results.paired_nll(flow, vae)
+  del vae['metrics']['nll_per_image']
+  with pytest.raises(ValueError, match='no per-image NLLs'):
+    results.paired_nll(flow, vae)
+  assert 'NLL − VAE of the same seed' not in results.table1_markdown([vae, flow]).split('\n\n')[0]

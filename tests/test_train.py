@@ -239,6 +239,11 @@ def test_nll_resumes_exactly_after_an_interruption(mnist, tmp_path):
   assert resumed.calls == 8 - 5  # 2 passes x 4 batches, 5 kept
   assert result.pop('nll_batches_resumed') == 5 and reference.pop('nll_batches_resumed') == 0
   assert result == reference
+  per_image = np.asarray(reference['nll_per_image'])
+  assert per_image.shape == (40,)
+  np.testing.assert_allclose(per_image.mean(), reference['nll_mean'], atol=1e-4)
+  np.testing.assert_allclose(per_image.std(ddof=1) / np.sqrt(40), reference['nll_sem'],
+                             rtol=1e-3)
 
   # Another model's partial file is not reused: everything is computed again.
   other = _Interrupting(model)
