@@ -34,8 +34,7 @@ def main(argv):
   if not records:
     cli.fail(f'no records under {directory}/records.')
   # Warm-started runs continue the line of the run they started from (any protocol).
-  sources = {visualize.warm_start_source(r)[0] for r in records
-             if visualize.warm_start_source(r)}
+  sources = {source[0] for source in map(visualize.warm_start_source, records) if source}
   names = {r['run_name'] for r in records}
   records += [r for r in results.load_records(FLAGS.results_dir)
               if r['run_name'] in sources - names]

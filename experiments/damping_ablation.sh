@@ -17,7 +17,7 @@ SEEDS=${SEEDS:-0 1 2}
 K=${K:-5 1}
 for k in $K; do
   variants=("" "--damping=0.1")
-  [ "$k" = 5 ] && variants+=("--damping_shape=scalar")
+  if [ "$k" = 5 ]; then variants+=("--damping_shape=scalar"); fi
   for variant in "${variants[@]}"; do
     for seed in $SEEDS; do
       echo "== K=$k seed $seed ${variant:-matched} ($(date -u +%H:%M:%S))"

@@ -469,8 +469,8 @@ def ablation_markdown(records, vary):
     metrics = [runs[s][1] for s in seeds]
     nu0 = configs[0].initial_damping() if configs[0].flow == 'langevin' else None
 
-    def paired(metric, sign=1., runs=runs, seeds=seeds):
-      diffs = [sign * (runs[s][1][metric] - baseline[s][1][metric]) for s in seeds
+    def paired(metric, runs=runs, seeds=seeds):
+      diffs = [runs[s][1][metric] - baseline[s][1][metric] for s in seeds
                if s in baseline and metric in runs[s][1] and metric in baseline[s][1]]
       return '' if not diffs or runs is baseline else _mean_std(diffs)
 

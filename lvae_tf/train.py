@@ -338,8 +338,13 @@ def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
                   samples=config.nll_samples, passes=config.nll_passes,
                   batch_size=config.nll_batch_size, chunk=config.nll_chunk)
   done = _read_partial_nll(partial_path, identity)
-  if partial_path and not done:
-    results.write_text_atomic(partial_path, json.dumps({'identity': identity}) + '\n')
+  if partial_path:
+    # Rewritten whole (header and the intact batches): a line cut by a kill must not prefix
+    # the next appended one.
+    results.write_text_atomic(partial_path, ''.join(
+        json.dumps(entry) + '\n' for entry in [{'identity': identity}] + [
+            {'pass': p, 'batch': i, 'log_px': [float(v) for v in values]}
+            for (p, i), values in done.items()]))
   if progress and done:
     print(f'NLL: resuming, {len(done)} batches already in {partial_path}.', flush=True)
   per_image = []

@@ -237,6 +237,11 @@ def test_nll_resumes_exactly_after_an_interruption(mnist, tmp_path):
   result = train.evaluate_nll(resumed, images, config, seed=3, progress=False,
                               partial_path=path, identity=identity)
   assert resumed.calls == 8 - 5  # 2 passes x 4 batches, 5 kept
+  # The cut line is gone, so nothing appended after it was lost: a third call computes nothing.
+  third = _Interrupting(model)
+  assert train.evaluate_nll(third, images, config, seed=3, progress=False, partial_path=path,
+                            identity=identity)['nll_mean'] == reference['nll_mean']
+  assert third.calls == 0
   assert result.pop('nll_batches_resumed') == 5 and reference.pop('nll_batches_resumed') == 0
   assert result == reference
   per_image = np.asarray(reference['nll_per_image'])
