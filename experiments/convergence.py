@@ -3,10 +3,16 @@ r"""Validation ELBO against training time and epochs for the runs of one Table 1
     python -m experiments.convergence --results_dir=results/table1 --protocol=cpu-1a2b3c
 
 Reads `<results_dir>/<protocol>/records/*.json` (each record holds its per-epoch history) and
-writes `<results_dir>/<protocol>/convergence.png`: VAE, Langevin-VAE K = 5 and HVAE K = 5, one
-line per seed, against wall-clock minutes, CPU minutes and epochs. A warm-started run's dashed
-line continues the line of the run it started from (found among all records under
-`--results_dir`), so its axes count the shared warm start too.
+writes, in `<results_dir>/<protocol>/`:
+
+* `convergence.png`: VAE, Langevin-VAE K = 5 and HVAE K = 5, one line per seed, against
+  wall-clock minutes, CPU minutes and epochs. A warm-started run's dashed line continues the
+  line of the run it started from (found among all records under `--results_dir`), so its axes
+  count the shared warm start too.
+* `convergence.md`: the numbers behind the equal-epochs and equal-compute readings: the best
+  validation ELBO after 1, 5, 10, ... epochs and after 5, 10, ... CPU minutes, per column (mean
+  ± std over seeds) and each flow's difference to the VAE of the same seed
+  (`lvae_tf.results.convergence_markdown`).
 """
 
 import os
@@ -33,6 +39,10 @@ def main(argv):
   records = results.load_records(os.path.join(directory, 'records'))
   if not records:
     cli.fail(f'no records under {directory}/records.')
+  try:
+    table = results.convergence_markdown(records)
+  except ValueError as e:
+    cli.fail(str(e))
   # Warm-started runs continue the line of the run they started from (any protocol).
   sources = {source[0] for source in map(visualize.warm_start_source, records) if source}
   names = {r['run_name'] for r in records}
@@ -40,7 +50,9 @@ def main(argv):
               if r['run_name'] in sources - names]
   path = os.path.join(directory, 'convergence.png')
   drawn = visualize.plot_convergence(records, path)
-  print(f'wrote {path} ({drawn} runs)')
+  results.write_text_atomic(os.path.join(directory, 'convergence.md'), table)
+  print(table)
+  print(f'wrote {path} ({drawn} runs) and convergence.md')
 
 
 def run():

@@ -407,12 +407,12 @@ def table1_markdown(records):
   return '\n'.join(lines) + '\n'
 
 
-def _mean_std(values):
+def _mean_std(values, digits=2):
   """`mean ± std (n)` over seeds (std with n - 1; one value is shown alone)."""
   values = [v for v in values if v is not None]
   if not values:
     return ''
-  return _fmt([(v, 0.) for v in values])
+  return _fmt([(v, 0.) for v in values], digits)
 
 
 def ablation_markdown(records, vary):
@@ -500,5 +500,88 @@ def ablation_markdown(records, vary):
       'images. NLL: S = '
       f'{config.nll_samples} on {config.nll_test_images or "all"} test images '
       f'({config.nll_subset} subset); test ELBO on all test images.',
+  ]
+  return '\n'.join(lines) + '\n'
+
+
+def _best_so_far(history, reached, until):
+  """The best validation ELBO of the epochs with `until(h)`, or None unless `reached(history)`."""
+  values = [h['val_elbo'] for h in history if until(h)]
+  return max(values) if values and reached(history) else None
+
+
+def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
+                         cpu_minutes=(5, 10, 15, 30, 45, 60)):
+  """Markdown of validation ELBO at equal epochs and at equal CPU time, for ONE protocol.
+
+  The numbers behind the convergence figure, for the equal-epochs and the equal-compute
+  readings of Table 1. A cell is the *best* validation ELBO a run had reached by that point
+  (the checkpoint early stopping would keep), mean ± std over seeds (n). Epochs and CPU
+  minutes are the run's own: a warm-started run counts from its warm start, like its control.
+  A run contributes to "after e epochs" only if it trained e epochs, and to "after m CPU
+  minutes" once its first epoch has ended by then (a run that stopped before m keeps its final
+  best). Rows that no run reaches are left out. Each flow column has a partner: its difference
+  to the VAE *of the same seed* (paired by seed, positive favours the flow).
+
+  Args:
+    records: Table 1 run records with their per-epoch `history`, of one protocol.
+    epochs: epoch counts of the equal-epochs rows.
+    cpu_minutes: CPU minutes of training of the equal-compute rows.
+
+  Raises:
+    ValueError: records of more than one protocol, or none with a history.
+  """
+  protocols = sorted({protocol_of(r) for r in records})
+  if len(protocols) != 1:
+    raise ValueError(f'convergence_markdown needs the records of one protocol, got '
+                     f'{protocols}.')
+  runs = {}
+  for r in records:
+    if r.get('history'):
+      runs.setdefault(_column(r), {})[r['config']['seed']] = r['history']
+  if not runs:
+    raise ValueError(f'no record of protocol {protocols[0]} has a per-epoch history.')
+  order = {k: i for i, k in enumerate(_FLOW_TITLES)}
+  columns = sorted(runs, key=lambda c: (order.get(c[0], 99), c[1]))
+  vae = runs.get(('vae', 0), {})
+  flows = [c for c in columns if c[0] != 'vae']
+
+  def title(column):
+    return f'{_FLOW_TITLES.get(column[0], column[0])} K={column[1]}'
+
+  header = (['', *map(title, columns)] +
+            [f'{title(c)} − VAE (paired)' for c in flows if vae])
+  lines = ['| ' + ' | '.join(header) + ' |', '|---' * len(header) + '|']
+
+  def row(label, value_of, digits=2, paired=True):
+    values = {c: {seed: value_of(h) for seed, h in runs[c].items()} for c in columns}
+    if all(v is None for c in columns for v in values[c].values()):
+      return
+    cells = [_mean_std(values[c].values(), digits) for c in columns]
+    if vae:
+      for c in flows:
+        cells.append('' if not paired else _mean_std(
+            [v - values[('vae', 0)][seed] for seed, v in values[c].items()
+             if v is not None and values[('vae', 0)].get(seed) is not None], digits))
+    lines.append('| ' + ' | '.join([label, *cells]) + ' |')
+
+  for e in epochs:
+    row(f'after {e} epoch{"s" if e != 1 else ""}', lambda h, e=e: _best_so_far(
+        h, lambda h: h[-1]['epoch'] >= e, lambda x: x['epoch'] <= e))
+  for m in cpu_minutes:
+    if any(h[-1]['cpu_seconds'] >= 60. * m for c in columns for h in runs[c].values()):
+      row(f'after {m} CPU-min', lambda h, m=m: _best_so_far(
+          h, lambda h: True, lambda x: x['cpu_seconds'] <= 60. * m))
+  row('end of training (best)', lambda h: max(x['val_elbo'] for x in h))
+  row('epochs trained', lambda h: h[-1]['epoch'], digits=0, paired=False)
+  row('CPU minutes trained', lambda h: h[-1]['cpu_seconds'] / 60., digits=1, paired=False)
+  lines += [
+      '',
+      f'Protocol `{protocols[0]}`. Best validation ELBO reached by that point (nats; all '
+      'validation images), mean ± std over seeds (n); "− VAE (paired)": the difference to the '
+      'VAE of the same seed, mean ± std over seeds (positive favours the flow). Epochs and CPU '
+      'minutes count from the start of each run (a warm-started run: from its warm start). '
+      'CPU minutes are CPU time of the training process (the budget clock of the cpu preset); '
+      'wall-clock time depends on the machine\'s load and is in the figure.',
   ]
   return '\n'.join(lines) + '\n'

@@ -79,6 +79,46 @@ def test_convergence_figure_draws_one_line_per_run(tmp_path):
   assert [p.name for p in tmp_path.iterdir()] == ['convergence.png']
 
 
+def _history(val_elbos, cpu_minutes_per_epoch):
+  return [{'epoch': e, 'train_seconds': 70. * e, 'cpu_seconds': 60. * cpu_minutes_per_epoch * e,
+           'val_elbo': v} for e, v in enumerate(val_elbos, start=1)]
+
+
+def test_convergence_table_compares_best_so_far_at_equal_epochs_and_cpu_time():
+  vae0, vae1 = _record(seed=0), _record(seed=1)
+  flow0, flow1 = _record(flow='langevin', k=5, seed=0), _record(flow='langevin', k=5, seed=1)
+  # VAE: an epoch per CPU minute, 6 epochs; its 3rd epoch dips, so best-so-far stays at -100.
+  vae0['history'] = _history([-110., -100., -105., -99., -98., -97.], 1.)
+  vae1['history'] = _history([-112., -102., -101., -100., -99., -98.], 1.)
+  # Langevin: 3 CPU minutes per epoch, 3 epochs.
+  flow0['history'] = _history([-104., -96., -95.], 3.)
+  flow1['history'] = _history([-106., -99., -97.], 3.)
+  lines = results.convergence_markdown([vae0, vae1, flow0, flow1], epochs=(1, 2, 5),
+                                       cpu_minutes=(2, 3, 5, 8, 10)).splitlines()
+  assert lines[0] == ('|  | VAE K=0 | Langevin-VAE K=5 | Langevin-VAE K=5 − VAE (paired) |')
+  rows = {line.split(' | ')[0][2:]: line.split(' | ')[1:] for line in lines[2:] if line}
+  # Epoch 1: VAE -110, -112; Langevin -104, -106; paired +6, +6.
+  assert rows['after 1 epoch'] == ['-111.00 ± 1.41 (2)', '-105.00 ± 1.41 (2)', '6.00 ± 0.00 (2) |']
+  # Epoch 5: only the VAE got there (best so far -98, -99); the flows stopped at 3.
+  assert rows['after 5 epochs'] == ['-98.50 ± 0.71 (2)', '', ' |']
+  # 3 CPU minutes: VAE best of epochs 1-3 (-100, -101), Langevin its first epoch; paired -4, -5.
+  assert rows['after 3 CPU-min'] == ['-100.50 ± 0.71 (2)', '-105.00 ± 1.41 (2)',
+                                     '-4.50 ± 0.71 (2) |']
+  # 2 CPU minutes: no Langevin epoch has ended yet.
+  assert rows['after 2 CPU-min'][1:] == ['', ' |']
+  # 8 CPU minutes: the VAE ended at 6 and keeps its final best (-97, -98); Langevin's second
+  # epoch ended at 6, its third ends at 9 (-96, -99): paired +1, -1. 10 is past every run's end.
+  assert rows['after 8 CPU-min'] == ['-97.50 ± 0.71 (2)', '-97.50 ± 2.12 (2)', '0.00 ± 1.41 (2) |']
+  assert 'after 10 CPU-min' not in rows
+  assert rows['end of training (best)'] == ['-97.50 ± 0.71 (2)', '-96.00 ± 1.41 (2)',
+                                            '1.50 ± 0.71 (2) |']
+  assert rows['epochs trained'] == ['6 ± 0 (2)', '3 ± 0 (2)', ' |']
+  with pytest.raises(ValueError, match='one protocol'):
+    results.convergence_markdown([vae0, _record(seed=2, train_minutes=1.)])
+  with pytest.raises(ValueError, match='per-epoch history'):
+    results.convergence_markdown([_record()])
+
+
 def _ablation_record(seed, nll, **overrides):
   record = _record(flow='langevin', k=5, seed=seed, nll=nll, **overrides)
   record['metrics']['flow_parameters'] = {'damping_mean': 0.2, 'log_det_per_step': -1.}

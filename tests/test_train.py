@@ -291,6 +291,7 @@ def test_grid_script_warm_starts_from_its_vae_and_draws_every_protocol(tmp_path)
       str(tmp_path / 'runs' / vae['run_name'] / 'checkpoints' / 'best' / 'ckpt-'))
   for protocol in (vae['protocol'], warm['protocol']):
     assert (tmp_path / 'res' / protocol / 'convergence.png').read_bytes()[:4] == b'\x89PNG'
+    assert '| after 1 epoch |' in (tmp_path / 'res' / protocol / 'convergence.md').read_text()
     assert (tmp_path / 'res' / protocol / 'table1.md').exists()
   # A second invocation finds both cells published and trains nothing.
   again = subprocess.run(['bash', os.path.join(ROOT, 'experiments', 'table1_grid.sh')],
