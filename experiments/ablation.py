@@ -6,7 +6,8 @@ r"""A table of published runs that differ in a few configuration fields (an abla
 Reads every record under `--results_dir` (all protocols: the varied fields are part of the
 protocol) and writes `<results_dir>/ablation.md`: one row per combination of the `--vary`
 values, mean ± std over seeds, and the difference to the first row (the defaults' row when
-present) paired by seed (`lvae_tf.results.ablation_markdown`). Records that differ in anything else are refused.
+present) paired by seed (`lvae_tf.results.ablation_markdown`). Records that differ in anything
+else are refused.
 """
 
 import os

@@ -273,6 +273,17 @@ def _column(record):
   return flow, c['num_steps']
 
 
+def _sorted_columns(columns):
+  """Table 1's column order: VAE, Langevin, HVAE (2K), HVAE cached; by K within a flow."""
+  order = {k: i for i, k in enumerate(_FLOW_TITLES)}
+  return sorted(columns, key=lambda c: (order.get(c[0], 99), c[1]))
+
+
+def _column_title(column):
+  flow, k = column
+  return f'{_FLOW_TITLES.get(flow, flow)} K={k}'
+
+
 def _fmt(values, digits=2):
   """One run: `value ± its own uncertainty`; several seeds: `mean ± std over seeds (n)`."""
   if not values:
@@ -340,8 +351,7 @@ def table1_markdown(records):
   protocols = sorted({protocol_of(r) for r in records})
   if len(protocols) != 1:
     raise ValueError(f'table1_markdown needs the records of one protocol, got {protocols}.')
-  order = {k: i for i, k in enumerate(_FLOW_TITLES)}
-  columns = sorted({_column(r) for r in records}, key=lambda c: (order.get(c[0], 99), c[1]))
+  columns = _sorted_columns({_column(r) for r in records})
   rows = ('NLL', 'NLL_vs_VAE', 'ELBO', 'FID', 'IS', 'epochs', 'minutes', 'cpu_minutes')
   cells = {c: {row: [] for row in rows} for c in columns}
   vaes = {r['config']['seed']: r for r in records if r['config']['flow'] == 'vae'}
@@ -369,7 +379,7 @@ def table1_markdown(records):
       cell['minutes'].append((seconds['train_total'] / 60., 0.))
     if seconds.get('train_cpu_total') is not None:
       cell['cpu_minutes'].append((seconds['train_cpu_total'] / 60., 0.))
-  header = '| | ' + ' | '.join(f'{_FLOW_TITLES.get(f, f)} K={k}' for f, k in columns) + ' |'
+  header = '| | ' + ' | '.join(map(_column_title, columns)) + ' |'
   lines = [header, '|---' * (len(columns) + 1) + '|']
   names = {'NLL': 'NLL (nats)', 'NLL_vs_VAE': 'NLL − VAE of the same seed (paired)',
            'ELBO': 'test ELBO (nats)', 'FID': 'classifier FID',
@@ -504,10 +514,10 @@ def ablation_markdown(records, vary):
   return '\n'.join(lines) + '\n'
 
 
-def _best_so_far(history, reached, until):
-  """The best validation ELBO of the epochs with `until(h)`, or None unless `reached(history)`."""
-  values = [h['val_elbo'] for h in history if until(h)]
-  return max(values) if values and reached(history) else None
+def _best_by(history, key, limit):
+  """The best validation ELBO of the epochs with `h[key] <= limit` (None if there are none)."""
+  values = [h['val_elbo'] for h in history if h[key] <= limit]
+  return max(values) if values else None
 
 
 def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
@@ -541,16 +551,11 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
       runs.setdefault(_column(r), {})[r['config']['seed']] = r['history']
   if not runs:
     raise ValueError(f'no record of protocol {protocols[0]} has a per-epoch history.')
-  order = {k: i for i, k in enumerate(_FLOW_TITLES)}
-  columns = sorted(runs, key=lambda c: (order.get(c[0], 99), c[1]))
+  columns = _sorted_columns(runs)
   vae = runs.get(('vae', 0), {})
   flows = [c for c in columns if c[0] != 'vae']
-
-  def title(column):
-    return f'{_FLOW_TITLES.get(column[0], column[0])} K={column[1]}'
-
-  header = (['', *map(title, columns)] +
-            [f'{title(c)} − VAE (paired)' for c in flows if vae])
+  header = (['', *map(_column_title, columns)] +
+            [f'{_column_title(c)} − VAE (paired)' for c in flows if vae])
   lines = ['| ' + ' | '.join(header) + ' |', '|---' * len(header) + '|']
 
   def row(label, value_of, digits=2, paired=True):
@@ -566,12 +571,11 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
     lines.append('| ' + ' | '.join([label, *cells]) + ' |')
 
   for e in epochs:
-    row(f'after {e} epoch{"s" if e != 1 else ""}', lambda h, e=e: _best_so_far(
-        h, lambda h: h[-1]['epoch'] >= e, lambda x: x['epoch'] <= e))
+    row(f'after {e} epoch{"s" if e != 1 else ""}',
+        lambda h, e=e: _best_by(h, 'epoch', e) if h[-1]['epoch'] >= e else None)
   for m in cpu_minutes:
     if any(h[-1]['cpu_seconds'] >= 60. * m for c in columns for h in runs[c].values()):
-      row(f'after {m} CPU-min', lambda h, m=m: _best_so_far(
-          h, lambda h: True, lambda x: x['cpu_seconds'] <= 60. * m))
+      row(f'after {m} CPU-min', lambda h, m=m: _best_by(h, 'cpu_seconds', 60. * m))
   row('end of training (best)', lambda h: max(x['val_elbo'] for x in h))
   row('epochs trained', lambda h: h[-1]['epoch'], digits=0, paired=False)
   row('CPU minutes trained', lambda h: h[-1]['cpu_seconds'] / 60., digits=1, paired=False)
