@@ -44,10 +44,10 @@ def main(argv):
   except ValueError as e:
     cli.fail(str(e))
   # Warm-started runs continue the line of the run they started from (any protocol).
-  sources = {source[0] for source in map(visualize.warm_start_source, records) if source}
-  names = {r['run_name'] for r in records}
-  records += [r for r in results.load_records(FLAGS.results_dir)
-              if r['run_name'] in sources - names]
+  candidates = results.load_records(FLAGS.results_dir)
+  for source in [visualize.find_source_record(r, candidates) for r in records]:
+    if source and not any(source == r for r in records):
+      records.append(source)
   path = os.path.join(directory, 'convergence.png')
   drawn = visualize.plot_convergence(records, path)
   results.write_text_atomic(os.path.join(directory, 'convergence.md'), table)

@@ -22,8 +22,8 @@ import tf_keras as keras
 
 from lvae_tf import results
 
-__all__ = ['RunImages', 'convergence_curves', 'plot_convergence', 'save_grid_png', 'tile_images',
-           'warm_start_source', 'write_run_pngs']
+__all__ = ['RunImages', 'convergence_curves', 'find_source_record', 'plot_convergence',
+           'save_grid_png', 'tile_images', 'warm_start_source', 'write_run_pngs']
 
 
 def tile_images(images, num_cols, pad=2, pad_value=1.):
@@ -129,19 +129,37 @@ def warm_start_source(record):
   return parts[-4], int(parts[-1][len('ckpt-'):])
 
 
+def find_source_record(record, candidates):
+  """The record among `candidates` that `record` was warm-started from, else None.
+
+  Run names do not hash the training budget (a budget is where a run stops, not what it
+  trains), so records of one run trained to different budgets share a name. The source is the
+  one whose history holds the checkpoint's epoch and, among those, the one whose best epoch it
+  is: the checkpoint under `checkpoints/best/` was written at its run's best epoch.
+  """
+  source = warm_start_source(record)
+  if not source:
+    return None
+  name, epoch = source
+  matches = [r for r in candidates if r.get('run_name') == name and any(
+      h['epoch'] == epoch for h in r.get('history') or [])]
+  best = [r for r in matches if (r.get('metrics') or {}).get('best_epoch') == epoch]
+  return (best or matches or [None])[0]
+
+
 def convergence_curves(records, columns=(('vae', 0), ('langevin', 5), ('hvae', 5))):
   """The lines of the convergence figure, one per run of `columns`.
 
   A warm-started run's line continues its source run's: its wall seconds, CPU seconds and
   epochs are shifted by what the source had spent when it wrote the checkpoint the run started
   from, so that its x axes count the whole compute behind it. The source must be among
-  `records` (any protocol); otherwise the line starts at 0 and is marked `unshifted`.
+  `records` (any protocol; `find_source_record`); otherwise the line starts at 0 and is
+  marked `unshifted`.
 
   Returns:
     A list of dicts: `column` (flow, K), `warm` (bool), `unshifted` (bool), `record`,
     `wall_minutes`, `cpu_minutes`, `epochs`, `val_elbo` (lists, one entry per epoch).
   """
-  by_name = {r.get('run_name'): r for r in records}
   curves = []
   for record in sorted(records, key=lambda r: (r['config']['flow'], bool(r['config'].get(
       'warm_start')), r['config']['seed'])):
@@ -153,10 +171,9 @@ def convergence_curves(records, columns=(('vae', 0), ('langevin', 5), ('hvae', 5
     source = warm_start_source(record)
     offset, unshifted = {'train_seconds': 0., 'cpu_seconds': 0., 'epoch': 0}, False
     if source:
-      done = [h for h in (by_name.get(source[0]) or {}).get('history') or []
-              if h['epoch'] == source[1]]
-      if done:
-        offset = done[0]
+      source_record = find_source_record(record, records)
+      if source_record:
+        offset = next(h for h in source_record['history'] if h['epoch'] == source[1])
       else:
         unshifted = True
     curves.append({

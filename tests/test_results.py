@@ -188,6 +188,42 @@ def test_a_warm_started_curve_continues_its_source_run():
   assert alone['unshifted'] and alone['epochs'] == [1, 2]
 
 
+def test_a_warm_start_source_is_the_budget_that_wrote_its_checkpoint(tmp_path):
+  """Two budgets of one run share its name; the source is the one whose best epoch it is."""
+  from lvae_tf import visualize  # pylint: disable=g-import-not-at-top
+  def vae(epochs, budget):
+    record = _record(seed=0, train_minutes=budget)
+    record['history'] = [{'epoch': e, 'train_seconds': 60. * e, 'cpu_seconds': 90. * e,
+                          'val_elbo': -100. + e} for e in range(1, epochs + 1)]
+    record['metrics']['best_epoch'] = epochs
+    return record
+  short, long = vae(3, 30.), vae(6, 60.)
+  assert short['run_name'] == long['run_name'] and short['protocol'] != long['protocol']
+  warm = _record(flow='langevin', k=5, seed=0, warm_start='/runs/' + long['run_name'],
+                 step_size=0.02)
+  warm['history'] = [{'epoch': 1, 'train_seconds': 10., 'cpu_seconds': 20., 'val_elbo': -93.}]
+  def found(epoch, candidates):
+    warm['warm_start_checkpoint'] = f'/runs/{long["run_name"]}/checkpoints/best/ckpt-{epoch}'
+    return visualize.find_source_record(warm, candidates)
+  for candidates in ([short, long], [long, short]):
+    assert found(6, candidates) is long and found(3, candidates) is short
+    assert found(7, candidates) is None
+    # Epoch 2 is in both histories and neither's best: either is right (one trajectory).
+    assert found(2, candidates) in (short, long)
+  warm['warm_start_checkpoint'] = f'/runs/{long["run_name"]}/checkpoints/best/ckpt-6'
+  curve = [c for c in visualize.convergence_curves([long, short, warm]) if c['warm']][0]
+  assert curve['epochs'] == [7] and curve['cpu_minutes'] == [(540. + 20.) / 60.]
+  # The script draws the source that wrote the checkpoint, once, whatever the load order.
+  for record in (short, long, warm):
+    results.publish(record, str(tmp_path))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  done = subprocess.run(
+      [sys.executable, '-m', 'experiments.convergence', f'--results_dir={tmp_path}',
+       f'--protocol={warm["protocol"]}'], cwd=root, capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr
+  assert 'wrote' in done.stdout and '(2 runs)' in done.stdout
+
+
 def test_paired_nll_is_the_mean_per_image_difference_with_its_standard_error():
   vae, flow = _record(seed=0, nll=3.), _record(flow='langevin', k=5, seed=0, nll=2.)
   subset = {'kind': 'random', 'seed': 0, 'sha256_of_indices': 'abc'}
