@@ -352,20 +352,27 @@ def table1_markdown(records):
   if len(protocols) != 1:
     raise ValueError(f'table1_markdown needs the records of one protocol, got {protocols}.')
   columns = _sorted_columns({_column(r) for r in records})
-  rows = ('NLL', 'NLL_vs_VAE', 'ELBO', 'FID', 'IS', 'epochs', 'minutes', 'cpu_minutes')
+  rows = ('NLL', 'NLL_vs_VAE', 'NLL_vs_HVAE', 'ELBO', 'FID', 'IS', 'epochs', 'minutes',
+          'cpu_minutes')
   cells = {c: {row: [] for row in rows} for c in columns}
   vaes = {r['config']['seed']: r for r in records if r['config']['flow'] == 'vae'}
+  # The paper's comparison: each Langevin run against the HVAE of the same K and seed.
+  hvaes = {(r['config']['num_steps'], r['config']['seed']): r for r in records
+           if r['config']['flow'] == 'hvae'}
   for r in records:
     m = r['metrics']
     cell = cells[_column(r)]
     if 'nll_mean' in m:
       cell['NLL'].append((m['nll_mean'], m.get('nll_sem', m.get('nll_std', 0.))))
-    vae = vaes.get(r['config']['seed'])
-    if vae is not None and vae is not r:
-      try:
-        cell['NLL_vs_VAE'].append(paired_nll(r, vae))
-      except ValueError:
-        pass  # no per-image NLLs in one of them: the row stays empty
+    references = {'NLL_vs_VAE': vaes.get(r['config']['seed'])}
+    if r['config']['flow'] == 'langevin':
+      references['NLL_vs_HVAE'] = hvaes.get((r['config']['num_steps'], r['config']['seed']))
+    for row, reference in references.items():
+      if reference is not None and reference is not r:
+        try:
+          cell[row].append(paired_nll(r, reference))
+        except ValueError:
+          pass  # no per-image NLLs in one of them: the row stays empty
     if 'test_elbo' in m:
       cell['ELBO'].append((m['test_elbo'], 0.))
     if 'classifier_fid' in m:
@@ -382,13 +389,14 @@ def table1_markdown(records):
   header = '| | ' + ' | '.join(map(_column_title, columns)) + ' |'
   lines = [header, '|---' * (len(columns) + 1) + '|']
   names = {'NLL': 'NLL (nats)', 'NLL_vs_VAE': 'NLL − VAE of the same seed (paired)',
+           'NLL_vs_HVAE': 'NLL − HVAE of the same K and seed (paired)',
            'ELBO': 'test ELBO (nats)', 'FID': 'classifier FID',
            'IS': 'classifier IS', 'epochs': 'epochs trained',
            'minutes': 'training minutes (wall)', 'cpu_minutes': 'training minutes (CPU)'}
   digits = {'epochs': 0, 'minutes': 1, 'cpu_minutes': 1}
   for row in rows:
-    if row == 'NLL_vs_VAE' and not any(cells[c][row] for c in columns):
-      continue  # records without per-image NLLs
+    if row.startswith('NLL_vs_') and not any(cells[c][row] for c in columns):
+      continue  # no pairs, or records without per-image NLLs
     lines.append(f'| {names[row]} | ' + ' | '.join(
         _fmt(cells[c][row], digits.get(row, 2)) for c in columns) + ' |')
   devices = sorted({r['environment']['device'] for r in records})
@@ -407,7 +415,8 @@ def table1_markdown(records):
       'run shows ± its standard error over images, several seeds show mean ± std over seeds '
       '(n). NLL − VAE (when the records keep per-image NLLs): the difference to the same '
       'seed\'s VAE on the same images, ± its paired standard error (one seed) or mean ± std '
-      'over seeds (n). Test ELBO: Rao-Blackwellised, on all test images.',
+      'over seeds (n); NLL − HVAE likewise, for Langevin against the HVAE of the same K. '
+      'Test ELBO: Rao-Blackwellised, on all test images.',
       _data_line(config.get('dataset', 'mnist')) +
       'FID/IS are *classifier* FID/IS (lvae_tf\'s own MNIST classifier, not Inception; '
       'samples vs the grey-level test set): not comparable with the paper\'s FID/IS. '

@@ -234,6 +234,15 @@ def test_paired_nll_is_the_mean_per_image_difference_with_its_standard_error():
   assert diff == pytest.approx(-1.) and se == pytest.approx(0.5 / 3 ** 0.5)
   table = results.table1_markdown([vae, flow])
   assert '| NLL − VAE of the same seed (paired) |  | -1.00 ± 0.29 |' in table
+  assert 'HVAE of the same K and seed (paired)' not in table  # no HVAE to pair with
+  # Langevin against the HVAE of the same K and seed, never another K's.
+  hvae, other_k = _record(flow='hvae', k=5, seed=0, nll=2.5), _record(flow='hvae', k=1, seed=0)
+  hvae['metrics'].update(nll_per_image=[1., 1.5, 4.], nll_subset=subset)
+  other_k['metrics'].update(nll_per_image=[9., 9., 9.], nll_subset=subset)
+  rows = results.table1_markdown([vae, flow, hvae, other_k]).split('\n')
+  assert rows[0] == '| | VAE K=0 | Langevin-VAE K=5 | HVAE cached (K+1) K=1 | HVAE cached (K+1) K=5 |'
+  # Differences -0.5, -0.5, +0.5: mean -1/6, std 1/sqrt(3), standard error 1/3.
+  assert '| NLL − HVAE of the same K and seed (paired) |  | -0.17 ± 0.33 |  |  |' in rows
   flow['metrics']['nll_subset'] = dict(subset, sha256_of_indices='other')
   with pytest.raises(ValueError, match='different test images'):
     results.paired_nll(flow, vae)
