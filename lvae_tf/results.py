@@ -489,9 +489,18 @@ def ablation_markdown(records, vary):
     nu0 = configs[0].initial_damping() if configs[0].flow == 'langevin' else None
 
     def paired(metric, runs=runs, seeds=seeds):
-      diffs = [runs[s][1][metric] - baseline[s][1][metric] for s in seeds
-               if s in baseline and metric in runs[s][1] and metric in baseline[s][1]]
-      return '' if not diffs or runs is baseline else _mean_std(diffs)
+      common = [s for s in seeds
+                if s in baseline and metric in runs[s][1] and metric in baseline[s][1]]
+      if not common or runs is baseline:
+        return ''
+      if metric == 'nll_mean' and len(common) == 1:
+        # One seed: ± the paired standard error over images, when both runs kept them.
+        try:
+          return _fmt([paired_nll({'metrics': runs[common[0]][1]},
+                                  {'metrics': baseline[common[0]][1]})])
+        except ValueError:
+          pass
+      return _mean_std([runs[s][1][metric] - baseline[s][1][metric] for s in common])
 
     flow = [m.get('flow_parameters', {}) for m in metrics]
     cells = [
@@ -515,8 +524,8 @@ def ablation_markdown(records, vary):
       f'{config.step_size}, T0 = {config.initial_temperature} (the matched ν0 = ln T0 / '
       f'(2 K τ0), docs/math.md section 6). Mean ± std over seeds (n); Δ columns: the '
       'difference to the first row on the same seed, mean ± std over seeds (negative ΔNLL '
-      'and positive ΔELBO favour the row); NLL of a single run: ± its standard error over '
-      'images. NLL: S = '
+      'and positive ΔELBO favour the row), or for one seed ΔNLL ± its paired standard error '
+      'over images; NLL of a single run: ± its standard error over images. NLL: S = '
       f'{config.nll_samples} on {config.nll_test_images or "all"} test images '
       f'({config.nll_subset} subset); test ELBO on all test images.',
   ]

@@ -135,6 +135,15 @@ def test_ablation_rows_are_seed_means_with_paired_differences():
   # 0.1 vs matched on the same seeds: +1, +2, +1 -> 1.33 ± 0.58; ELBO = -NLL - 5 moves by -that.
   assert other.startswith('| 0.1 | 0, 1, 2 | 0.100 | 0.100 | 93.33 ± 2.52 (3) | 1.33 ± 0.58 (3) |')
   assert '| -1.33 ± 0.58 (3) |' in other
+  # One seed with per-image NLLs: ΔNLL ± its paired standard error over images.
+  subset = {'kind': 'random', 'seed': 0, 'sha256_of_indices': 'abc'}
+  records[0]['metrics'].update(nll_per_image=[1., 2., 6.], nll_subset=subset)
+  records[3]['metrics'].update(nll_per_image=[0.5, 1.0, 4.5], nll_subset=subset)
+  one_seed = results.ablation_markdown([records[0], records[3]], ['damping']).splitlines()
+  assert one_seed[3].startswith('| 0.1 | 0 | 0.100 | 0.100 | 91.00 ± 0.50 | -1.00 ± 0.29 |')
+  del records[3]['metrics']['nll_per_image']  # without them: the difference of the means
+  one_seed = results.ablation_markdown([records[0], records[3]], ['damping']).splitlines()
+  assert one_seed[3].startswith('| 0.1 | 0 | 0.100 | 0.100 | 91.00 ± 0.50 | 1.00 |')
 
 
 def test_ablation_refuses_runs_that_differ_elsewhere():
