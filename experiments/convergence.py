@@ -46,7 +46,7 @@ def main(argv):
   # Warm-started runs continue the line of the run they started from (any protocol).
   candidates = results.load_records(FLAGS.results_dir)
   for source in [visualize.find_source_record(r, candidates) for r in records]:
-    if source and not any(source == r for r in records):
+    if source and source not in records:
       records.append(source)
   path = os.path.join(directory, 'convergence.png')
   drawn = visualize.plot_convergence(records, path)

@@ -252,6 +252,14 @@ def test_paired_nll_is_the_mean_per_image_difference_with_its_standard_error():
   assert rows[0] == '| | VAE K=0 | Langevin-VAE K=5 | HVAE cached (K+1) K=1 | HVAE cached (K+1) K=5 |'
   # Differences -0.5, -0.5, +0.5: mean -1/6, std 1/sqrt(3), standard error 1/3.
   assert '| NLL − HVAE of the same K and seed (paired) |  | -0.17 ± 0.33 |  |  |' in rows
+  # Both HVAE variants in one protocol: a row each, named, each against its own column.
+  reference = _record(flow='hvae', k=5, seed=0, nll=5., hvae_gradient='reference')
+  reference['metrics'].update(nll_per_image=[2., 3., 7.], nll_subset=subset)
+  rows = results.table1_markdown([vae, flow, hvae, reference]).split('\n')
+  assert rows[0] == '| | VAE K=0 | Langevin-VAE K=5 | HVAE (2K grads) K=5 | HVAE cached (K+1) K=5 |'
+  assert '| NLL − HVAE cached (K+1) of the same K and seed (paired) |  | -0.17 ± 0.33 |  |  |' in rows
+  # Against the reference: -1.5, -2, -2.5: mean -2, standard error 0.5 / sqrt(3).
+  assert '| NLL − HVAE (2K grads) of the same K and seed (paired) |  | -2.00 ± 0.29 |  |  |' in rows
   flow['metrics']['nll_subset'] = dict(subset, sha256_of_indices='other')
   with pytest.raises(ValueError, match='different test images'):
     results.paired_nll(flow, vae)
