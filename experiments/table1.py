@@ -61,9 +61,22 @@ def main(argv):
   with interrupts.handle_signals():  # SIGINT, SIGTERM -> interrupts.Interrupted
     try:
       _main(argv)
+      return
     except interrupts.Interrupted as e:  # before or after the run (during it: see _main)
-      cli.fail(f'interrupted by {e.signal_name}: files are written whole or not at all; run '
-               'the same command again.', status=e.exit_status)
+      interrupted = e
+    _fail(interrupted, f'interrupted by {interrupted.signal_name}: files are written whole or '
+          'not at all; run the same command again.', status=interrupted.exit_status)
+
+
+def _fail(error, message, status):
+  """`cli.fail`, once what `error` unwound is gone (called outside the `except` that caught it).
+
+  Its traceback holds the frames of the training it stopped, and with them the `tf.data`
+  iterators whose threads would otherwise still run while the process exits (see
+  `lvae_tf.interrupts.release`).
+  """
+  interrupts.release(error)
+  cli.fail(message, status=status)
 
 
 def _cannot_write(error):
@@ -124,16 +137,18 @@ def _main(argv):
   run_dir = os.path.join(FLAGS.workdir, name)
   try:
     _run(config, name, run_dir)
+    return
   except (config_lib.ConfigError, data.DataError) as e:
-    cli.fail(str(e))
+    failure = e, str(e), 2
   except models.NonFiniteLossError as e:
-    cli.fail(str(e), status=1)
+    failure = e, str(e), 1
   except OSError as e:  # lvae_tf.results.WriteError: disk full, permissions
-    cli.fail(f'{_cannot_write(e)}. Nothing was half-written: the checkpoint of the last '
-             'completed epoch and the previous record are kept. Free some space (or fix the '
-             'permissions) and run the same command again to resume.', status=1)
+    failure = e, (f'{_cannot_write(e)}. Nothing was half-written: the checkpoint of the last '
+                  'completed epoch and the previous record are kept. Free some space (or fix '
+                  'the permissions) and run the same command again to resume.'), 1
   except interrupts.Interrupted as e:
-    cli.fail(_interrupted(e, run_dir), status=e.exit_status)
+    failure = e, _interrupted(e, run_dir), e.exit_status
+  _fail(*failure)
 
 
 def _run(config, name, run_dir):

@@ -12,15 +12,22 @@ A function decorated with `@deferred()` (or a `with deferred():` block) is never
 signal arriving inside it is raised when it returns. `ResumableTraining.on_epoch_end` is one, so an
 epoch's history line and checkpoint are written together or not at all.
 
+An interruption unwinds from wherever it struck, and its traceback keeps that code's frames alive:
+during training, the `tf.data` iterators whose prefetch threads still run. Exiting with them alive
+lets those threads run while the process tears TensorFlow's runtime down, which crashed the
+process (SIGSEGV instead of exit 130, rarely). `release(error)` drops the traceback and collects
+what it held; call it before exiting on an `Interrupted`.
+
 Without `handle_signals` (library use, notebooks) nothing changes: Ctrl-C raises Python's own
 `KeyboardInterrupt` at once and SIGTERM ends the process.
 """
 
 import contextlib
+import gc
 import signal
 import threading
 
-__all__ = ['Interrupted', 'deferred', 'handle_signals']
+__all__ = ['Interrupted', 'deferred', 'handle_signals', 'release']
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _depth = 0  # nesting of deferred sections being executed
@@ -50,6 +57,21 @@ def _handler(signum, frame):
     _pending = signum
     return
   raise Interrupted(signum)
+
+
+def release(error):
+  """Drops what an exception's tracebacks keep alive (the frames it unwound) and collects it.
+
+  Call it outside the `except` block that caught `error` (inside it, the interpreter still holds
+  the traceback). The error's message and attributes are kept, and so are its chained errors,
+  without their tracebacks.
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    error.__traceback__ = None
+    error = error.__cause__ or error.__context__
+  gc.collect()
 
 
 @contextlib.contextmanager
