@@ -7,6 +7,7 @@ import tf_keras as keras
 
 from lvae_tf import bijectors as lb
 from lvae_tf import models
+from lvae_tf.models import builder
 
 D = 4  # small latent: fast, and enough to see every term
 
@@ -225,11 +226,16 @@ def test_bad_images_give_clear_errors():
 
 
 @pytest.mark.slow
-def test_bf16_keeps_log_det_but_not_exact_inverse():
+def test_bf16_keeps_log_det_and_bounds_the_inverse():
   """Slow (two K = 5 models at D = 64; fast cover:
   test_figure3.py::test_step_bench_trains_in_bf16_with_float32_flow). math.md section 7: in bf16 the
-  log-det is still exactly -K sum nu tau; the inverse is not
-  exact. Measured: max round-trip error 5.0e-3 (bf16) vs 1.4e-6 (float32), K = 5, D = 64."""
+  log-det is still exactly -K sum nu tau, and the inverse is exact only up to bf16 rounding.
+
+  Measured max round-trip error, K = 5, D = 64, these seeds: float32 1.4e-6 everywhere; bf16
+  5.0e-3 on an AVX2-only AMD EPYC (Zen 3, bf16 emulated) but 1.4e-6 on an AVX512-BF16 one
+  (Zen 4, native): whether a float32 round-off in the reconstructed `z` flips a bf16 rounding
+  depends on the kernels, so only the upper bound is a property (the lower bound this test
+  once asserted, 1e-4, failed on Zen 4 and was dropped, not loosened)."""
   x = tf.cast(tf.random.stateless_uniform([50, 28, 28, 1], (1, 2)) < 0.3, tf.float32)
   z = tf.random.stateless_normal([50, 64], (3, 4))
   rho = tf.random.stateless_normal([50, 64], (5, 6))
@@ -248,4 +254,18 @@ def test_bf16_keeps_log_det_but_not_exact_inverse():
     np.testing.assert_allclose(log_det, expected, rtol=1e-6)
     assert model.elbo(x, tf.constant([0, 1])).dtype == tf.float32
   assert errors['float32'] < 1e-4
-  assert 1e-4 < errors['mixed_bfloat16'] < 0.05, errors
+  assert errors['mixed_bfloat16'] < 0.05, errors
+
+
+@pytest.mark.parametrize('flags, expected', [
+    ({'avx2'}, 'float32'),                              # bf16 emulated: 0.09x float32
+    ({'avx2', 'avx512f', 'avx512_bf16'}, 'float32'),    # native, measured no faster
+    ({'avx512_bf16', 'amx_bf16', 'amx_tile'}, 'mixed_bfloat16'),
+])
+def test_auto_precision_picks_bf16_only_on_amx_cpus(monkeypatch, flags, expected):
+  """builder.resolve_precision on a CPU-only host, from /proc/cpuinfo's flags."""
+  monkeypatch.setattr(builder, '_cpu_flags', lambda: set(flags))
+  monkeypatch.setattr(tf.config, 'list_physical_devices', lambda kind=None: [])
+  assert builder.resolve_precision('auto') == expected
+  assert builder.resolve_precision('float32') == 'float32'
+  assert builder.resolve_precision('mixed_bfloat16') == 'mixed_bfloat16'

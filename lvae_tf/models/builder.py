@@ -25,11 +25,15 @@ def _cpu_flags():
 
 
 def resolve_precision(precision):
-  """'auto' -> 'mixed_bfloat16' where the device computes bf16 natively, else 'float32'.
+  """'auto' -> 'mixed_bfloat16' where bf16 is known to be fast, else 'float32'.
 
-  Natively: a GPU of compute capability >= 8.0 (Ampere and later), or a CPU with AMX-BF16 or
-  AVX512-BF16 (oneDNN's fast bf16 paths). Elsewhere bf16 is emulated and slower (measured on
-  a 2-core AMD EPYC with AVX2 only: README "Precision", `results/figure3/`).
+  Fast: a GPU of compute capability >= 8.0 (Ampere and later), or a CPU with AMX-BF16 tiles
+  (oneDNN's AMX kernels). Not a CPU with AVX512-BF16 alone: on a 2-core AMD EPYC (Zen 4)
+  oneDNN runs bf16 matmuls and forward convolutions natively at ~1.9x float32, but the
+  convolution gradients gain ~1.2x and bf16 elementwise ops (softplus) run 2.5-4x slower, so
+  a Langevin-VAE K = 5 / 10 training step ran at 0.95x / 1.09x float32's throughput at batch
+  1000 (README "Precision", `results/figure3/precision-avx512bf16-b1000/`). With AVX2 only
+  bf16 is emulated: 0.09x.
   """
   if precision != 'auto':
     return precision
@@ -38,7 +42,7 @@ def resolve_precision(precision):
     capability = tf.config.experimental.get_device_details(gpus[0]).get(
         'compute_capability', (0, 0))
     return 'mixed_bfloat16' if tuple(capability) >= (8, 0) else 'float32'
-  if _cpu_flags() & {'amx_bf16', 'avx512_bf16'}:
+  if 'amx_bf16' in _cpu_flags():
     return 'mixed_bfloat16'
   return 'float32'
 
