@@ -158,15 +158,35 @@ def write_json_atomic(path, obj):
   write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
 
 
-def _cpu_name():
+def cpuinfo():
+  """The first processor's `/proc/cpuinfo` fields (`{'model name': ..., 'flags': ...}`); {} off Linux."""
+  fields = {}
   try:
     with open('/proc/cpuinfo') as f:
       for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
+        if not line.strip():
+          break
+        key, _, value = line.partition(':')
+        fields[key.strip()] = value.strip()
   except OSError:
     pass
-  return platform.processor() or platform.machine()
+  return fields
+
+
+# The instruction sets that decide training speed here (bf16 above all: math.md section 7).
+_ISA_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_bf16')
+
+
+def _cpu_name():
+  return cpuinfo().get('model name') or platform.processor() or platform.machine()
+
+
+def _cpu_details():
+  """`{'family', 'model', 'isa'}`: the CPU beyond its often generic name ('AMD EPYC')."""
+  info = cpuinfo()
+  flags = set(info.get('flags', '').split())
+  return {'family': info.get('cpu family'), 'model': info.get('model'),
+          'isa': [f for f in _ISA_FLAGS if f in flags]}
 
 
 def environment():
@@ -186,6 +206,7 @@ def environment():
       'tf_keras': tf_keras.__version__,
       'numpy': np.__version__,
       'cpu': _cpu_name(),
+      'cpu_details': _cpu_details(),
       'cpu_count': os.cpu_count(),
       'gpus': gpus,
       'device': gpus[0] if gpus else f'CPU ({_cpu_name()}, {os.cpu_count()} cores)',

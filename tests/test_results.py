@@ -267,3 +267,25 @@ def test_paired_nll_is_the_mean_per_image_difference_with_its_standard_error():
   with pytest.raises(ValueError, match='no per-image NLLs'):
     results.paired_nll(flow, vae)
   assert 'NLL − VAE of the same seed' not in results.table1_markdown([vae, flow]).split('\n\n')[0]
+
+
+def test_environment_names_the_cpu_beyond_its_generic_name(monkeypatch):
+  """'AMD EPYC' names both an AVX2-only Zen 3 and an AVX512-BF16 Zen 4: the record keeps the
+  family, model and the instruction sets that decide speed (bf16 above all)."""
+  fields = {'model name': 'AMD EPYC', 'cpu family': '25', 'model': '17',
+            'flags': 'fpu avx2 avx512f avx512_bf16 sse'}
+  monkeypatch.setattr(results, 'cpuinfo', lambda: dict(fields))
+  env = results.environment()
+  assert env['cpu'] == 'AMD EPYC'
+  assert env['cpu_details'] == {'family': '25', 'model': '17',
+                                'isa': ['avx2', 'avx512f', 'avx512_bf16']}
+
+
+def test_cpuinfo_reads_the_first_processor_only(tmp_path, monkeypatch):
+  text = ('processor\t: 0\nmodel name\t: A\nflags\t\t: avx2\n\n'
+          'processor\t: 1\nmodel name\t: B\nflags\t\t: avx512f\n')
+  (tmp_path / 'cpuinfo').write_text(text)
+  real_open = open
+  monkeypatch.setattr('builtins.open', lambda path, *a, **k: real_open(
+      tmp_path / 'cpuinfo' if path == '/proc/cpuinfo' else path, *a, **k))
+  assert results.cpuinfo() == {'processor': '0', 'model name': 'A', 'flags': 'avx2'}

@@ -7,6 +7,7 @@ Lives beside the model classes (not in `lvae_tf.train`) so that code which only 
 
 import tensorflow as tf
 
+from lvae_tf import results
 from lvae_tf.models.vaes import MODELS
 from lvae_tf.models.vaes import VAE
 
@@ -14,14 +15,7 @@ __all__ = ['build_model', 'resolve_precision']
 
 
 def _cpu_flags():
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('flags'):
-          return set(line.split(':', 1)[1].split())
-  except OSError:
-    pass
-  return set()
+  return set(results.cpuinfo().get('flags', '').split())
 
 
 def resolve_precision(precision):
