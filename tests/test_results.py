@@ -289,3 +289,46 @@ def test_cpuinfo_reads_the_first_processor_only(tmp_path, monkeypatch):
   monkeypatch.setattr('builtins.open', lambda path, *a, **k: real_open(
       tmp_path / 'cpuinfo' if path == '/proc/cpuinfo' else path, *a, **k))
   assert results.cpuinfo() == {'processor': '0', 'model name': 'A', 'flags': 'avx2'}
+
+
+def _on_zen4(record):
+  record['environment'] = {'device': 'CPU (AMD EPYC, 2 cores)', 'cpu_details': {
+      'family': '25', 'model': '17', 'isa': ['avx2', 'avx512f', 'avx512_bf16']}}
+  return record
+
+
+def test_runs_pair_only_with_runs_of_the_same_machine():
+  """A CPU-time budget buys more epochs on a faster CPU: the paired rows of Table 1 and the
+  CPU-minute rows of the convergence table never pair a run with another machine's."""
+  subset = {'kind': 'random', 'seed': 0, 'sha256_of_indices': 'abc'}
+  runs = [_record(seed=0, nll=3.), _record(flow='langevin', k=5, seed=0, nll=4.),
+          _on_zen4(_record(seed=1, nll=3.)), _on_zen4(_record(flow='langevin', k=5, seed=1)),
+          _on_zen4(_record(flow='langevin', k=5, seed=0))]  # seed 0's partner is elsewhere
+  runs[4]['protocol'] = runs[0]['protocol']
+  for r, per_image in zip(runs, ([1., 2., 6.], [2., 3., 7.], [1., 2., 6.], [1.5, 2.5, 6.5],
+                                 [0., 0., 0.])):
+    r['metrics'].update(nll_per_image=per_image, nll_subset=subset)
+  assert results.machine_of(runs[0]) == 'CPU (test), CPU details unrecorded'
+  assert results.machine_of(runs[2]) == ('CPU (AMD EPYC, 2 cores), family 25 model 17, '
+                                         'avx2 avx512f avx512_bf16')
+  lines = results.table1_markdown(runs[:4]).splitlines()
+  # Seed 0: +1 (test machine), seed 1: +0.5 (Zen 4): both same-machine pairs.
+  assert '| NLL − VAE of the same seed (paired) |  | 0.75 ± 0.35 (2) |' in lines
+  assert '| machine | B (seed 0), A (seed 1) | B (seed 0), A (seed 1) |' in lines
+  assert any(l.startswith('Machines: A = CPU (AMD EPYC, 2 cores), family 25 model 17, avx2 '
+                          'avx512f avx512_bf16; B = CPU (test), CPU details unrecorded.')
+             for l in lines)
+  # A Zen 4 Langevin seed 0 has no same-machine VAE of seed 0: no pair, and the note says so.
+  runs[1] = runs[4]
+  table = results.table1_markdown(runs[:4])
+  assert '| NLL − VAE of the same seed (paired) |  | 0.50 |' in table  # seed 1 alone
+  assert '(1 run(s) without a same-machine partner)' in table
+  # Convergence: per epoch across machines, per CPU minute only within one.
+  runs[0]['history'] = _history([-110., -100.], 1.)
+  runs[1]['history'] = _history([-104., -96.], 3.)
+  rows = {line.split(' | ')[0][2:]: line.split(' | ')[1:]
+          for line in results.convergence_markdown(runs[:2], epochs=(1,), cpu_minutes=(3,))
+          .splitlines()[2:] if line.startswith('| ')}
+  assert rows['after 1 epoch'][2] == '6.00 |'
+  assert rows['after 3 CPU-min'][2] == ' |'
+  assert rows['end of training (best)'][2] == ' |'
