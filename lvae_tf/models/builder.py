@@ -23,11 +23,10 @@ def resolve_precision(precision):
 
   Fast: a GPU of compute capability >= 8.0 (Ampere and later), or a CPU with AMX-BF16 tiles
   (oneDNN's AMX kernels). Not a CPU with AVX512-BF16 alone: on a 2-core AMD EPYC (Zen 4)
-  oneDNN runs bf16 matmuls and forward convolutions natively at ~1.9x float32, but the
-  convolution gradients gain ~1.2x and bf16 elementwise ops (softplus) run 2.5-4x slower, so
-  a Langevin-VAE K = 5 / 10 training step ran at 0.95x / 1.09x float32's throughput at batch
-  1000 (README "Precision", `results/figure3/precision-avx512bf16-b1000/`). With AVX2 only
-  bf16 is emulated: 0.09x.
+  whose oneDNN runs bf16 natively, a Langevin-VAE K = 5 / 10 training step ran at 0.95x /
+  1.09x float32's throughput at batch 1000 and 0.54x / 0.61x at batch 100 (README
+  "Precision", `results/figure3/precision-avx512bf16-b1000/`). With AVX2 only bf16 is
+  emulated: 0.09x-0.14x.
   """
   if precision != 'auto':
     return precision
