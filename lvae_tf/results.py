@@ -19,6 +19,7 @@ __all__ = [
     'atomic_path',
     'environment',
     'load_records',
+    'machine_labels',
     'machine_of',
     'protocol_of',
     'publish',
@@ -331,24 +332,40 @@ def _data_line(dataset):
 def machine_of(record):
   """The machine a record was measured on, as far as the record says.
 
-  A CPU-time budget buys more epochs on a faster CPU, so records of one protocol from
-  different machines are paired (same seed, same images) only on the same machine. Records
-  written before `environment.cpu_details` was kept name only their device ('CPU (AMD EPYC,
-  2 cores)' covered both an AVX2-only Zen 3 and an AVX512-BF16 Zen 4).
+  A CPU-time budget buys more epochs on a faster CPU, so Table 1 and the convergence table
+  average seeds and pair runs only within one machine. Records written before
+  `environment.cpu_details` was kept name only their device ('CPU (AMD EPYC, 2 cores)' covered
+  both an AVX2-only Zen 3 and an AVX512-BF16 Zen 4).
   """
   env = record.get('environment', {})
   device = env.get('device', 'unknown device')
   details = env.get('cpu_details')
-  if env.get('gpus') or not details:
-    return device if env.get('gpus') else f'{device}, CPU details unrecorded'
+  if env.get('gpus'):
+    return device
+  if not details:
+    return f'{device}, CPU details unrecorded'
   isa = ' '.join(details.get('isa') or ()) or 'no AVX2'
   return f"{device}, family {details.get('family')} model {details.get('model')}, {isa}"
 
 
-def _machine_labels(records):
+def machine_labels(records):
   """`{machine: 'A', ...}` in sorted order; {} when all records share one machine."""
   machines = sorted({machine_of(r) for r in records})
   return {} if len(machines) < 2 else {m: chr(ord('A') + i) for i, m in enumerate(machines)}
+
+
+def _per_machine(records, markdown):
+  """`markdown(records of one machine)` for each machine, under a heading each."""
+  machines = machine_labels(records)
+  blocks = [
+      f'The records of this protocol come from {len(machines)} machines. Its budget is CPU '
+      'time, which buys different compute on different CPUs (compare "epochs trained"), so '
+      'each machine has its own table: seeds are averaged, and runs paired, only within one '
+      'machine.\n']
+  for machine, label in machines.items():
+    blocks.append(f'### Machine {label}: {machine}\n\n' +
+                  markdown([r for r in records if machine_of(r) == machine]))
+  return '\n'.join(blocks)
 
 
 def paired_nll(record, reference):
@@ -396,6 +413,8 @@ def table1_markdown(records):
   protocols = sorted({protocol_of(r) for r in records})
   if len(protocols) != 1:
     raise ValueError(f'table1_markdown needs the records of one protocol, got {protocols}.')
+  if machine_labels(records):
+    return _per_machine(records, table1_markdown)
   columns = _sorted_columns({_column(r) for r in records})
   # The paper's comparison: each Langevin run against the HVAE of the same K and seed, one
   # row per HVAE variant (reference 2K or cached K + 1) the protocol holds.
@@ -406,8 +425,6 @@ def table1_markdown(records):
   vaes = {r['config']['seed']: r for r in records if r['config']['flow'] == 'vae'}
   hvaes = {(*_column(r), r['config']['seed']): r for r in records
            if r['config']['flow'] == 'hvae'}
-  machines = _machine_labels(records)
-  cross_machine = set()
   for r in records:
     m = r['metrics']
     cell = cells[_column(r)]
@@ -419,9 +436,6 @@ def table1_markdown(records):
                          for v in hvae_variants})
     for row, reference in references.items():
       if reference is not None and reference is not r:
-        if machine_of(reference) != machine_of(r):
-          cross_machine.add(r['run_name'])
-          continue  # a CPU-time budget buys different compute on each machine
         try:
           cell[row].append(paired_nll(r, reference))
         except ValueError:
@@ -439,12 +453,6 @@ def table1_markdown(records):
       cell['minutes'].append((seconds['train_total'] / 60., 0.))
     if seconds.get('train_cpu_total') is not None:
       cell['cpu_minutes'].append((seconds['train_cpu_total'] / 60., 0.))
-  if machines:
-    rows += ('machine',)
-    for c in columns:
-      cells[c]['machine'] = ', '.join(
-          f"{machines[machine_of(r)]} (seed {r['config']['seed']})" for r in sorted(
-              (r for r in records if _column(r) == c), key=lambda r: r['config']['seed']))
   header = '| | ' + ' | '.join(map(_column_title, columns)) + ' |'
   lines = [header, '|---' * (len(columns) + 1) + '|']
   names = {'NLL': 'NLL (nats)', 'NLL_vs_VAE': 'NLL − VAE of the same seed (paired)',
@@ -452,15 +460,13 @@ def table1_markdown(records):
               'of the same K and seed (paired)' for v in hvae_variants},
            'ELBO': 'test ELBO (nats)', 'FID': 'classifier FID',
            'IS': 'classifier IS', 'epochs': 'epochs trained',
-           'minutes': 'training minutes (wall)', 'cpu_minutes': 'training minutes (CPU)',
-           'machine': 'machine'}
+           'minutes': 'training minutes (wall)', 'cpu_minutes': 'training minutes (CPU)'}
   digits = {'epochs': 0, 'minutes': 1, 'cpu_minutes': 1}
   for row in rows:
     if row.startswith('NLL_vs_') and not any(cells[c][row] for c in columns):
       continue  # no pairs, or records without per-image NLLs
     lines.append(f'| {names[row]} | ' + ' | '.join(
-        cells[c][row] if row == 'machine' else _fmt(cells[c][row], digits.get(row, 2))
-        for c in columns) + ' |')
+        _fmt(cells[c][row], digits.get(row, 2)) for c in columns) + ' |')
   devices = sorted({r['environment']['device'] for r in records})
   precisions = sorted({r['config'].get('precision', 'float32') for r in records})
   seeds = {c: sorted(r['config']['seed'] for r in records if _column(r) == c) for c in columns}
@@ -485,14 +491,6 @@ def table1_markdown(records):
       'Real-data references in `results/metric_reference.md`: test-set classifier IS 9.76, '
       'classifier FID train (10k) vs test 0.58, uniform noise 343.',
   ]
-  if machines:
-    lines.append(
-        'Machines: ' + '; '.join(f'{label} = {m}' for m, label in machines.items()) + '. '
-        'The budget is CPU time, which buys more epochs on a faster CPU (row "epochs '
-        'trained"): a column over several machines mixes compute budgets, and paired rows '
-        'pair a run only with a run of the same machine' +
-        (f' ({len(cross_machine)} run(s) without a same-machine partner).'
-         if cross_machine else '.'))
   return '\n'.join(lines) + '\n'
 
 
@@ -633,12 +631,14 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
   if len(protocols) != 1:
     raise ValueError(f'convergence_markdown needs the records of one protocol, got '
                      f'{protocols}.')
-  runs, machine = {}, {}
+  with_history = [r for r in records if r.get('history')]
+  if machine_labels(with_history):
+    return _per_machine(with_history,
+                        lambda rs: convergence_markdown(rs, epochs, cpu_minutes))
+  runs = {}
   for r in records:
     if r.get('history'):
       runs.setdefault(_column(r), {})[r['config']['seed']] = r['history']
-      machine[(_column(r), r['config']['seed'])] = machine_of(r)
-  several_machines = len(set(machine.values())) > 1
   if not runs:
     raise ValueError(f'no record of protocol {protocols[0]} has a per-epoch history.')
   columns = _sorted_columns(runs)
@@ -648,7 +648,7 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
             [f'{_column_title(c)} − VAE (paired)' for c in flows if vae])
   lines = ['| ' + ' | '.join(header) + ' |', '|---' * len(header) + '|']
 
-  def row(label, value_of, digits=2, paired=True, same_machine=False):
+  def row(label, value_of, digits=2, paired=True):
     values = {c: {seed: value_of(h) for seed, h in runs[c].items()} for c in columns}
     if all(v is None for c in columns for v in values[c].values()):
       return
@@ -657,9 +657,7 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
       for c in flows:
         cells.append('' if not paired else _mean_std(
             [v - values[('vae', 0)][seed] for seed, v in values[c].items()
-             if v is not None and values[('vae', 0)].get(seed) is not None and
-             (not same_machine or machine[(c, seed)] == machine[(('vae', 0), seed)])],
-            digits))
+             if v is not None and values[('vae', 0)].get(seed) is not None], digits))
     lines.append('| ' + ' | '.join([label, *cells]) + ' |')
 
   for e in epochs:
@@ -667,9 +665,8 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
         lambda h, e=e: _best_by(h, 'epoch', e) if h[-1]['epoch'] >= e else None)
   for m in cpu_minutes:
     if any(h[-1]['cpu_seconds'] >= 60. * m for c in columns for h in runs[c].values()):
-      row(f'after {m} CPU-min', lambda h, m=m: _best_by(h, 'cpu_seconds', 60. * m),
-          same_machine=True)
-  row('end of training (best)', lambda h: max(x['val_elbo'] for x in h), same_machine=True)
+      row(f'after {m} CPU-min', lambda h, m=m: _best_by(h, 'cpu_seconds', 60. * m))
+  row('end of training (best)', lambda h: max(x['val_elbo'] for x in h))
   row('epochs trained', lambda h: h[-1]['epoch'], digits=0, paired=False)
   row('CPU minutes trained', lambda h: h[-1]['cpu_seconds'] / 60., digits=1, paired=False)
   lines += [
@@ -681,10 +678,4 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
       'CPU minutes are CPU time of the training process (the budget clock of the cpu preset); '
       'wall-clock time depends on the machine\'s load and is in the figure.',
   ]
-  if several_machines:
-    lines.append(
-        'These runs come from ' + str(len(set(machine.values()))) + ' machines ('
-        + '; '.join(sorted(set(machine.values()))) + '): a CPU-minute buys more epochs on a '
-        'faster CPU, so the CPU-minute and end-of-training differences pair a run only with '
-        'the VAE of the same seed *and machine*; the per-epoch ones pair across machines.')
   return '\n'.join(lines) + '\n'

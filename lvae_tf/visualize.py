@@ -207,19 +207,27 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, 3, sharey=True)
   curves = convergence_curves(records, columns)
+  # Runs of several machines: a CPU-minute buys different compute on each, so each machine's
+  # lines are told apart (solid, then dotted, ...) and labelled.
+  machines = results.machine_labels([c["record"] for c in curves])
+  styles = dict(zip(machines.values(), ('-', ':', '-.')))
   labelled = set()
   for curve in curves:
     c = curve['record']['config']
     flow, k = curve['column']
-    key = (curve['column'], curve['warm'])
+    machine = machines.get(results.machine_of(curve['record']))
+    key = (curve['column'], curve['warm'], machine)
     name = f'{flow} K={k}' if flow != 'hvae' else f'hvae ({c["hvae_gradient"]}) K={k}'
     if curve['warm']:
       name += ' (warm start' + (', source not shown)' if curve['unshifted'] else ')')
+    if machine:
+      name += f' [machine {machine}]'
     label = None if key in labelled else name
     labelled.add(key)
+    style = '--' if curve['warm'] else styles.get(machine, '-')
     for ax, x in zip(axes, (curve['wall_minutes'], curve['cpu_minutes'], curve['epochs'])):
       ax.plot(x, curve['val_elbo'], color=colours[curve['column']], label=label, lw=1.2,
-              alpha=0.85, ls='--' if curve['warm'] else '-')
+              alpha=0.85, ls=style)
   for ax, xlabel in zip(axes, ('training wall-clock minutes', 'training CPU minutes',
                                'epochs (500 steps)')):
     ax.set_xlabel(xlabel)
@@ -231,8 +239,10 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
     axes[0].set_ylim(max(low, high - 25.), high + 1.)
     axes[0].legend(loc='lower right')
   protocols = sorted({r.get('protocol', '?') for r in (c['record'] for c in curves)})
+  legend = ''.join(f'; machine {label}: {m}' for m, label in machines.items())
   fig.suptitle(f'Validation ELBO while training (protocol {", ".join(protocols)}; '
-               'one line per seed)' if curves else 'no records', fontsize=10)
+               f'one line per seed{legend})' if curves else 'no records', fontsize=8 if legend
+               else 10)
   fig.tight_layout()
   with results.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, format='png', dpi=110)

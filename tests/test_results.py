@@ -297,38 +297,41 @@ def _on_zen4(record):
   return record
 
 
-def test_runs_pair_only_with_runs_of_the_same_machine():
-  """A CPU-time budget buys more epochs on a faster CPU: the paired rows of Table 1 and the
-  CPU-minute rows of the convergence table never pair a run with another machine's."""
+def test_each_machine_gets_its_own_table_seeds_never_averaged_across(tmp_path):
+  """A CPU-time budget buys more epochs on a faster CPU: Table 1 and the convergence table of
+  one protocol average seeds and pair runs only within one machine, a block per machine."""
   subset = {'kind': 'random', 'seed': 0, 'sha256_of_indices': 'abc'}
   runs = [_record(seed=0, nll=3.), _record(flow='langevin', k=5, seed=0, nll=4.),
-          _on_zen4(_record(seed=1, nll=3.)), _on_zen4(_record(flow='langevin', k=5, seed=1)),
-          _on_zen4(_record(flow='langevin', k=5, seed=0))]  # seed 0's partner is elsewhere
-  runs[4]['protocol'] = runs[0]['protocol']
+          _on_zen4(_record(seed=1, nll=5.)), _on_zen4(_record(flow='langevin', k=5, seed=1)),
+          _on_zen4(_record(seed=2, nll=7.))]
   for r, per_image in zip(runs, ([1., 2., 6.], [2., 3., 7.], [1., 2., 6.], [1.5, 2.5, 6.5],
                                  [0., 0., 0.])):
     r['metrics'].update(nll_per_image=per_image, nll_subset=subset)
   assert results.machine_of(runs[0]) == 'CPU (test), CPU details unrecorded'
   assert results.machine_of(runs[2]) == ('CPU (AMD EPYC, 2 cores), family 25 model 17, '
                                          'avx2 avx512f avx512_bf16')
-  lines = results.table1_markdown(runs[:4]).splitlines()
-  # Seed 0: +1 (test machine), seed 1: +0.5 (Zen 4): both same-machine pairs.
-  assert '| NLL − VAE of the same seed (paired) |  | 0.75 ± 0.35 (2) |' in lines
-  assert '| machine | B (seed 0), A (seed 1) | B (seed 0), A (seed 1) |' in lines
-  assert any(l.startswith('Machines: A = CPU (AMD EPYC, 2 cores), family 25 model 17, avx2 '
-                          'avx512f avx512_bf16; B = CPU (test), CPU details unrecorded.')
-             for l in lines)
-  # A Zen 4 Langevin seed 0 has no same-machine VAE of seed 0: no pair, and the note says so.
-  runs[1] = runs[4]
-  table = results.table1_markdown(runs[:4])
-  assert '| NLL − VAE of the same seed (paired) |  | 0.50 |' in table  # seed 1 alone
-  assert '(1 run(s) without a same-machine partner)' in table
-  # Convergence: per epoch across machines, per CPU minute only within one.
+  assert results.table1_markdown(runs[:2]) == results.table1_markdown(runs[:2])  # one machine
+  assert 'Machine' not in results.table1_markdown(runs[:2])
+  table = results.table1_markdown(runs)
+  intro, zen4, test = table.split('### Machine ')
+  assert 'come from 2 machines' in intro
+  assert zen4.startswith('A: CPU (AMD EPYC, 2 cores), family 25 model 17')
+  assert test.startswith('B: CPU (test), CPU details unrecorded')
+  # Zen 4: VAE seeds 1 and 2 (NLL 5, 7), Langevin seed 1 paired with VAE seed 1: +0.5.
+  assert '| NLL (nats) | 6.00 ± 1.41 (2) | 90.00 ± 0.50 |' in zen4
+  assert '| NLL − VAE of the same seed (paired) |  | 0.50 |' in zen4
+  # The test machine: seed 0 alone, paired +1.
+  assert '| NLL (nats) | 3.00 ± 0.50 | 4.00 ± 0.50 |' in test
+  assert '| NLL − VAE of the same seed (paired) |  | 1.00 |' in test
+  # Convergence: the same split.
   runs[0]['history'] = _history([-110., -100.], 1.)
   runs[1]['history'] = _history([-104., -96.], 3.)
-  rows = {line.split(' | ')[0][2:]: line.split(' | ')[1:]
-          for line in results.convergence_markdown(runs[:2], epochs=(1,), cpu_minutes=(3,))
-          .splitlines()[2:] if line.startswith('| ')}
-  assert rows['after 1 epoch'][2] == '6.00 |'
-  assert rows['after 3 CPU-min'][2] == ' |'
-  assert rows['end of training (best)'][2] == ' |'
+  runs[2]['history'] = _history([-120., -90.], 1.)
+  text = results.convergence_markdown(runs[:3], epochs=(1,), cpu_minutes=(3,))
+  _, zen4, test = text.split('### Machine ')
+  assert '| after 1 epoch | -110.00 | -104.00 | 6.00 |' in test
+  assert '| after 1 epoch | -120.00 |' in zen4 and 'Langevin' not in zen4
+  # The figure draws both machines' runs (dotted for the second machine).
+  from lvae_tf import visualize  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'convergence.png'
+  assert visualize.plot_convergence(runs[:3], str(path)) == 3 and path.stat().st_size > 0
