@@ -54,7 +54,7 @@ flags.DEFINE_bool('table_only', False, 'Only rebuild the tables under --results_
 flags.DEFINE_bool('print_run_name', False,
                   'Print the run name (and protocol) of this configuration and exit.')
 flags.DEFINE_bool('skip_if_published', False,
-                  'Exit at once if --results_dir already holds this run\'s record.')
+                  'Exit at once if --results_dir already holds this run\'s record from this machine.')
 
 
 def main(argv):
@@ -131,8 +131,9 @@ def _main(argv):
     print(name, protocol)
     return
   if FLAGS.skip_if_published and FLAGS.results_dir and os.path.exists(
-      os.path.join(FLAGS.results_dir, protocol, 'records', f'{name}.json')):
-    print(f'{name}: already published under {FLAGS.results_dir}/{protocol}, skipped.')
+      results.record_path(FLAGS.results_dir, protocol, name, results.environment())):
+    print(f'{name}: already published under {FLAGS.results_dir}/{protocol} for this machine, '
+          'skipped.')
     return
   run_dir = os.path.join(FLAGS.workdir, name)
   try:

@@ -19,9 +19,11 @@ __all__ = [
     'atomic_path',
     'environment',
     'load_records',
+    'machine_dir',
     'machine_labels',
     'machine_of',
     'protocol_of',
+    'record_path',
     'publish',
     'remove_orphan_temporaries',
     'table1_markdown',
@@ -251,15 +253,41 @@ def protocol_of(record):
   return config_lib.protocol_name(config_lib.Config.from_dict(record['config']))
 
 
+def machine_dir(environment):
+  """The records subdirectory of a machine: 'amd-epyc-2c-f25m17', 'nvidia-a100-sxm4-40gb'.
+
+  None for an environment without `cpu_details` (records written before it was kept, which
+  live directly in `records/`). One run measured on two machines is two records: a CPU-time
+  budget buys different compute on each (`machine_of`).
+  """
+  if environment.get('gpus'):
+    name = environment['gpus'][0]
+  elif environment.get('cpu_details'):
+    details = environment['cpu_details']
+    name = (f"{environment.get('cpu', 'cpu')} {environment.get('cpu_count')}c "
+            f"f{details.get('family')}m{details.get('model')}")
+  else:
+    return None
+  return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')
+
+
+def record_path(results_dir, protocol, run_name, environment):
+  """Where `publish` puts a run's record: `<results_dir>/<protocol>/records/<machine>/<run>.json`."""
+  machine = machine_dir(environment)
+  return os.path.join(results_dir, protocol, 'records', *([machine] if machine else []),
+                      f'{run_name}.json')
+
+
 def publish(record, results_dir):
-  """Copies a run record into `<results_dir>/<protocol>/records/` and rebuilds that table.
+  """Copies a run record into `<results_dir>/<protocol>/records/<machine>/` and rebuilds that
+  protocol's table (`record_path`).
 
   Returns:
     `(record_path, table_markdown)`.
   """
   protocol = protocol_of(record)
   directory = os.path.join(results_dir, protocol)
-  path = os.path.join(directory, 'records', f'{record["run_name"]}.json')
+  path = record_path(results_dir, protocol, record['run_name'], record.get('environment', {}))
   # Temporaries of this record and of the table left by a killed publish.
   remove_orphan_temporaries(os.path.dirname(path), [os.path.basename(path)])
   remove_orphan_temporaries(directory, ['table1.md'])

@@ -28,7 +28,7 @@ def _cli_args(tmp, *extra):
 
 
 def _published(tmp):
-  paths = list((tmp / 'res').glob(f'*/records/{RUN}.json'))
+  paths = list((tmp / 'res').glob(f'*/records/**/{RUN}.json'))
   assert len(paths) == 1, paths
   return json.loads(paths[0].read_text())
 
@@ -119,7 +119,7 @@ def test_cli_divergence_exits_nonzero_and_writes_no_record(tmp_path):
   out = _run(_cli_args(tmp_path, '--learning_rate=1e12', '--max_epochs=2'))
   assert out.returncode == 1, out.stderr[-2000:]
   assert 'Training loss became nan' in out.stderr
-  assert not list((tmp_path / 'res').glob('*/records/*'))
+  assert not list((tmp_path / 'res').glob('*/records/**/*'))
   assert not list((tmp_path / 'runs').glob('*/record.json'))
 
 

@@ -292,7 +292,8 @@ def test_cpuinfo_reads_the_first_processor_only(tmp_path, monkeypatch):
 
 
 def _on_zen4(record):
-  record['environment'] = {'device': 'CPU (AMD EPYC, 2 cores)', 'cpu_details': {
+  record['environment'] = {'device': 'CPU (AMD EPYC, 2 cores)', 'cpu': 'AMD EPYC',
+                           'cpu_count': 2, 'cpu_details': {
       'family': '25', 'model': '17', 'isa': ['avx2', 'avx512f', 'avx512_bf16']}}
   return record
 
@@ -335,3 +336,19 @@ def test_each_machine_gets_its_own_table_seeds_never_averaged_across(tmp_path):
   from lvae_tf import visualize  # pylint: disable=g-import-not-at-top
   path = tmp_path / 'convergence.png'
   assert visualize.plot_convergence(runs[:3], str(path)) == 3 and path.stat().st_size > 0
+
+
+def test_one_run_on_two_machines_is_two_records_under_a_directory_each(tmp_path):
+  legacy, zen4 = _record(seed=0, nll=3.), _on_zen4(_record(seed=0, nll=2.))
+  assert results.machine_dir(legacy['environment']) is None
+  assert results.machine_dir(zen4['environment']) == 'amd-epyc-2c-f25m17'
+  assert results.machine_dir({'gpus': ['NVIDIA A100-SXM4-40GB']}) == 'nvidia-a100-sxm4-40gb'
+  legacy_path, _ = results.publish(legacy, str(tmp_path))
+  zen4_path, table = results.publish(zen4, str(tmp_path))
+  records = tmp_path / legacy['protocol'] / 'records'
+  assert legacy_path == str(records / f"{legacy['run_name']}.json")
+  assert zen4_path == str(records / 'amd-epyc-2c-f25m17' / f"{zen4['run_name']}.json")
+  assert zen4_path == results.record_path(str(tmp_path), zen4['protocol'], zen4['run_name'],
+                                          zen4['environment'])
+  assert legacy['run_name'] == zen4['run_name'] and len(results.load_records(str(records))) == 2
+  assert table.count('### Machine ') == 2 and '(2)' not in table  # never averaged together

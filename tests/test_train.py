@@ -134,7 +134,7 @@ def test_cli_tiny_run_writes_record_and_table(tmp_path):
               f'--workdir={tmp_path}/runs', f'--results_dir={tmp_path}/res'],
              cwd=ROOT)
   assert out.returncode == 0, out.stderr[-3000:]
-  published = list((tmp_path / 'res').glob('tiny-*/records/langevin-K2-tiny-seed85547-*.json'))
+  published = list((tmp_path / 'res').glob('tiny-*/records/*/langevin-K2-tiny-seed85547-*.json'))
   assert len(published) == 1, published
   record = json.loads(published[0].read_text())
   run_dir = tmp_path / 'runs' / record['run_name']
@@ -284,7 +284,7 @@ def test_grid_script_warm_starts_from_its_vae_and_draws_every_protocol(tmp_path)
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
   assert out.returncode == 0, out.stderr[-3000:]
   records = {json.loads(p.read_text())['config']['flow']: json.loads(p.read_text())
-             for p in (tmp_path / 'res').glob('tiny-*/records/*.json')}
+             for p in (tmp_path / 'res').glob('tiny-*/records/**/*.json')}
   vae, warm = records['vae'], records['langevin']
   assert vae['protocol'] != warm['protocol']  # never averaged together
   assert warm['config']['step_size'] == 0.02
