@@ -144,8 +144,10 @@ def test_cli_tiny_run_writes_record_and_table(tmp_path):
   assert record['metrics']['test_elbo'] < -record['metrics']['nll_mean'] + 5
   assert record['metrics']['classifier_fid'] > 0
   assert 1 <= record['metrics']['classifier_is'] <= 10
-  table = (published[0].parent.parent / 'table1.md').read_text()
-  assert record['protocol'] == published[0].parent.parent.name
+  # <results_dir>/<protocol>/records/<machine>/<run>.json, the table beside records/.
+  protocol_dir = published[0].parent.parent.parent
+  table = (protocol_dir / 'table1.md').read_text()
+  assert record['protocol'] == protocol_dir.name
   assert 'Langevin-VAE K=2' in table and '| NLL (nats) |' in table
   fid_row = [l for l in table.splitlines() if l.startswith('| classifier FID')][0]
   assert f"{record['metrics']['classifier_fid']:.2f}" in fid_row

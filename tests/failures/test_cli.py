@@ -32,6 +32,7 @@ import dataclasses
 import errno
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -137,14 +138,17 @@ def trained(tmp_path_factory):
   usage = {flag: _run(_cli(root, flag)) for flag in USAGE_ERRORS}
   after_usage = sorted(os.listdir(root))
   run_dir, records = root / 'runs' / RUN, root / 'res' / PROTOCOL / 'records'
+  # This machine's records directory, where the run's record is published.
+  published = pathlib.Path(results.record_path(str(root / 'res'), PROTOCOL, RUN,
+                                               results.environment())).parent
   run_dir.mkdir(parents=True)
-  records.mkdir(parents=True)
+  published.mkdir(parents=True)
   planted = {
       'config_tmp': run_dir / '.tmp-k1ll3d00config.json',  # killed writing config.json
-      'record_tmp': records / f'.tmp-k1ll3d00{RUN}.json',  # killed publishing this run
+      'record_tmp': published / f'.tmp-k1ll3d00{RUN}.json',  # killed publishing this run
       'table_tmp': records.parent / '.tmp-k1ll3d00table1.md',  # killed writing the table
-      'other_tmp': records / '.tmp-k1ll3d00other.json',  # another run's: not ours to remove
-      'fresh_tmp': records / f'.tmp-wr1t1ng0{RUN}.json',  # newer than the run: kept
+      'other_tmp': published / '.tmp-k1ll3d00other.json',  # another run's: not ours to remove
+      'fresh_tmp': published / f'.tmp-wr1t1ng0{RUN}.json',  # newer than the run: kept
   }
   for name, path in planted.items():
     path.write_text('{"half": ')
@@ -833,7 +837,8 @@ def test_the_corrected_command_works_after_usage_errors(trained):
     assert trained.usage[flag].returncode == 2 and message in trained.usage[flag].stderr
   assert trained.after_usage == []
   assert trained.run.returncode == 0
-  assert os.path.exists(trained.root / 'res' / PROTOCOL / 'records' / f'{RUN}.json')
+  assert os.path.exists(results.record_path(str(trained.root / 'res'), PROTOCOL, RUN,
+                                            results.environment()))
 
 
 def test_publish_and_table_only_skip_a_malformed_record_with_a_warning(tmp_path):
