@@ -22,6 +22,8 @@ the function `evaluate` runs), for the models `lvae_tf.models.build_model` makes
   cannot cap the device; it then reports whether its measured peak is within the budget.
 * `StepBench(precision=...)`: the model built in 'float32' or 'mixed_bfloat16' (bf16 hidden
   layers, float32 flow and loss; `lvae_tf.models.FlowVAE`).
+* `profile_op_seconds`: where a step's time goes, per TensorFlow op type (Conv2DBackpropInput,
+  Softplus, ...), from the TensorFlow profiler's trace of a few calls (`op_seconds` reads it).
 
 Peak memory on the CPU needs an allocator that keeps statistics: TensorFlow's oneDNN CPU
 allocator does (exact request sizes), the plain CPU allocator does not. TensorFlow turns oneDNN
@@ -65,7 +67,9 @@ __all__ = [
     'largest_batch_by_fit',
     'largest_batch_by_search',
     'memory_device',
+    'op_seconds',
     'peak_memory',
+    'profile_op_seconds',
     'summarize_times',
     'time_calls',
 ]
@@ -144,6 +148,71 @@ def summarize_times(times):
   return {'median': float(med), 'q25': float(q25), 'q75': float(q75),
           'iqr': float(q75 - q25), 'min': float(t.min()), 'max': float(t.max()),
           'n': int(t.size)}
+
+
+def op_seconds(xspace):
+  """Seconds spent per TensorFlow op type in a profiler trace, summed over executor threads.
+
+  Args:
+    xspace: a `tensorflow.tsl.profiler.protobuf.xplane_pb2.XSpace` (what `tf.profiler` writes as
+      `*.xplane.pb`).
+
+  Returns:
+    `{op type: seconds}`, e.g. `{'Conv2DBackpropInput': 1.2, 'Softplus': 0.4}`. Only the
+    kernels the executor ran count: events on the `tf_Compute*` lines whose metadata names an
+    op type (`display_name`; the executor's own regions, such as `ExecutorState::Process`,
+    name none and would count their kernels twice). oneDNN's `_Mkl`/`_MklNative` prefixes are
+    removed, so one op type has one key whichever kernel ran it. Kernels on two threads at
+    once both count: the sum can exceed the wall time, as CPU time does. A kernel's duration
+    is wall-clock time on its thread: on a loaded machine it includes waits for a core.
+  """
+  seconds = {}
+  for plane in xspace.planes:
+    types = {k: m.display_name for k, m in plane.event_metadata.items()}
+    for line in plane.lines:
+      if not line.name.startswith('tf_Compute'):
+        continue
+      for event in line.events:
+        op = types.get(event.metadata_id)
+        if not op:
+          continue
+        for prefix in ('_MklNative', '_Mkl'):
+          if op.startswith(prefix):
+            op = op[len(prefix):]
+            break
+        seconds[op] = seconds.get(op, 0.) + event.duration_ps * 1e-12
+  return seconds
+
+
+def profile_op_seconds(fn, logdir, calls=3):
+  """Seconds per op type per call of `fn` (blocking), from `tf.profiler` traces of `calls`.
+
+  Call `fn` once beforehand: tracing and first-run allocations would otherwise be profiled.
+  The trace (TensorBoard's profile plugin reads it) stays in `logdir`.
+
+  Returns:
+    `{op type: seconds per call}` (`op_seconds`).
+  """
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+  before = set(_xplane_files(logdir))
+  tf.profiler.experimental.start(logdir)
+  try:
+    for _ in range(calls):
+      fn()
+  finally:
+    tf.profiler.experimental.stop()
+  new = sorted(set(_xplane_files(logdir)) - before)
+  if not new:
+    raise RuntimeError(f'the profiler wrote no trace under {logdir}.')
+  xspace = xplane_pb2.XSpace()
+  with open(new[-1], 'rb') as f:
+    xspace.ParseFromString(f.read())
+  return {op: s / calls for op, s in op_seconds(xspace).items()}
+
+
+def _xplane_files(logdir):
+  import glob  # pylint: disable=g-import-not-at-top
+  return glob.glob(os.path.join(logdir, 'plugins', 'profile', '*', '*.xplane.pb'))
 
 
 def peak_memory(fn, device=None, resident_bytes=0):

@@ -35,6 +35,7 @@ EXPECTED_SCRIPTS = {
     'lvae-figure3': 'experiments.figure3:run',
     'lvae-train-classifier': 'experiments.train_classifier:run',
     'lvae-metric-reference': 'experiments.metric_reference:run',
+    'lvae-op-profile': 'experiments.op_profile:run',
 }
 
 
