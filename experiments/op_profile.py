@@ -9,12 +9,13 @@ steps under the TensorFlow profiler (`lvae_tf.benchmark.profile_op_seconds`), an
 `<output_dir>/op_profile.json` and `op_profile.md`: seconds per step of each op type
 (summed over threads, like CPU time; on a loaded machine it includes waits for a core, so
 profile on an idle one), grouped into convolutions, matrix products and the rest
-(elementwise ops, reductions, casts), and the float32 / bf16 ratio per op type. The traces stay
-in `<output_dir>/trace/` (TensorBoard's profile plugin reads them). Step times here include
+(elementwise ops, reductions, casts), and the float32 / bf16 ratio per op type. `--trace_dir`
+keeps the profiler's traces (TensorBoard's profile plugin reads them). Step times here include
 the profiler's overhead: `experiments.figure3 --preset=precision` measures throughput.
 """
 
 import os
+import tempfile
 import time
 
 from absl import app
@@ -44,8 +45,10 @@ def define_flags():
   flags.DEFINE_integer('warmup', 2, 'Untimed training steps before profiling.', lower_bound=1)
   flags.DEFINE_integer('calls', 3, 'Profiled training steps per precision.', lower_bound=1)
   flags.DEFINE_integer('top', 25, 'Op types listed in the markdown table.', lower_bound=1)
-  flags.DEFINE_string('output_dir', 'runs/op_profile',
-                      'Where op_profile.json/.md and trace/ go.')
+  flags.DEFINE_string('output_dir', 'runs/op_profile', 'Where op_profile.json/.md go.')
+  flags.DEFINE_string('trace_dir', None,
+                      'Keep the profiler traces here, one directory per precision '
+                      '(default: discarded).')
 
 
 def group_of(op):
@@ -76,7 +79,8 @@ def markdown(report):
   def cells(values):
     out = [f'{1e3 * v:.1f}' for v in values]
     if ratio:
-      out += [f'{values[0] / v:.2f}' if v > 0 else '–' for v in values[1:]]
+      out += [f'{values[0] / v:.2f}' if v > 0 and values[0] > 0 else '–'
+              for v in values[1:]]
     return out
 
   for group in [g for g, _ in GROUPS] + ['other', 'all ops']:
@@ -124,7 +128,9 @@ def main(argv):
       bench.train_step(FLAGS.batch)
       times.append(time.perf_counter() - t0)
 
-    ops = bm.profile_op_seconds(step, os.path.join(FLAGS.output_dir, 'trace', p), FLAGS.calls)
+    with tempfile.TemporaryDirectory() as scratch:
+      ops = bm.profile_op_seconds(step, os.path.join(FLAGS.trace_dir or scratch, p),
+                                  FLAGS.calls)
     profiles.append({'precision': p, 'step_seconds': bm.summarize_times(times)['median'],
                      'op_seconds': dict(sorted(ops.items(), key=lambda kv: -kv[1]))})
     print(f'{p}: {sum(ops.values()):.3f} s of kernels per step')

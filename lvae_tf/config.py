@@ -108,9 +108,8 @@ class Config:
                      'Weight init: he (default), reference or glorot (models/networks.py).')
   precision: str = _field(
       'auto', 'training',
-      'Training compute precision. auto: mixed_bfloat16 where bf16 is fast (GPU compute '
-      'capability >= 8, CPU with AMX-BF16), else float32 (also with AVX512-BF16 alone: '
-      'measured no faster). '
+      'Training compute precision. auto: mixed_bfloat16 on a GPU of compute capability '
+      '>= 8, else float32 (on CPUs bf16 was measured no faster, with AMX-BF16 too). '
       'Reported metrics are always computed in float32.')
   dataset: str = _field('mnist', 'training', 'Dataset name (lvae_tf.data.load_dataset).')
   batch_size: int = _field(1000, 'training', 'Training batch size.')

@@ -5,7 +5,7 @@ Each replica draws its rows of the global batch's noise (`models/base.py`,
 run computes the same numbers as a single-device run up to floating-point reduction order
 (the all-reduce sums per-replica gradients). Measured difference on this tiny setting:
 < 1e-4 nats in every metric; the tolerance below (0.01 nats) leaves room for other CPUs.
-The runs pin `precision='float32'`: in bf16 (the default 'auto' on a GPU or an AMX CPU) a
+The runs pin `precision='float32'`: in bf16 (the default 'auto' on a recent GPU) a
 reduction-order difference in one gradient can flip a bf16 rounding and the runs drift
 apart by more (measured 0.019 nats in test ELBO, bf16 on an AMD EPYC Zen 4). That drift is
 precision's, not distribution's; this file tests distribution.

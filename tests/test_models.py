@@ -257,15 +257,18 @@ def test_bf16_keeps_log_det_and_bounds_the_inverse():
   assert errors['mixed_bfloat16'] < 0.05, errors
 
 
-@pytest.mark.parametrize('flags, expected', [
-    ({'avx2'}, 'float32'),                              # bf16 emulated: 0.09x float32
-    ({'avx2', 'avx512f', 'avx512_bf16'}, 'float32'),    # native, measured no faster
-    ({'avx512_bf16', 'amx_bf16', 'amx_tile'}, 'mixed_bfloat16'),
+@pytest.mark.parametrize('capability, expected', [
+    (None, 'float32'),           # any CPU: bf16 measured no faster, AMX included
+    ((7, 5), 'float32'),         # a GPU without fast bf16
+    ((8, 0), 'mixed_bfloat16'),  # Ampere and later
 ])
-def test_auto_precision_picks_bf16_only_on_amx_cpus(monkeypatch, flags, expected):
-  """builder.resolve_precision on a CPU-only host, from /proc/cpuinfo's flags."""
-  monkeypatch.setattr(builder, '_cpu_flags', lambda: set(flags))
-  monkeypatch.setattr(tf.config, 'list_physical_devices', lambda kind=None: [])
+def test_auto_precision_picks_bf16_only_on_recent_gpus(monkeypatch, capability, expected):
+  """builder.resolve_precision, with the devices TensorFlow reports faked."""
+  gpus = [] if capability is None else ['GPU:0']
+  monkeypatch.setattr(tf.config, 'list_physical_devices',
+                      lambda kind=None: gpus if kind == 'GPU' else [])
+  monkeypatch.setattr(tf.config.experimental, 'get_device_details',
+                      lambda device: {'compute_capability': capability})
   assert builder.resolve_precision('auto') == expected
   assert builder.resolve_precision('float32') == 'float32'
   assert builder.resolve_precision('mixed_bfloat16') == 'mixed_bfloat16'

@@ -7,26 +7,25 @@ Lives beside the model classes (not in `lvae_tf.train`) so that code which only 
 
 import tensorflow as tf
 
-from lvae_tf import results
 from lvae_tf.models.vaes import MODELS
 from lvae_tf.models.vaes import VAE
 
 __all__ = ['build_model', 'resolve_precision']
 
 
-def _cpu_flags():
-  return set(results.cpuinfo().get('flags', '').split())
-
-
 def resolve_precision(precision):
-  """'auto' -> 'mixed_bfloat16' where bf16 is known to be fast, else 'float32'.
+  """'auto' -> 'mixed_bfloat16' on a GPU of compute capability >= 8.0, else 'float32'.
 
-  Fast: a GPU of compute capability >= 8.0 (Ampere and later), or a CPU with AMX-BF16 tiles
-  (oneDNN's AMX kernels). Not a CPU with AVX512-BF16 alone: on a 2-core AMD EPYC (Zen 4)
-  whose oneDNN runs bf16 natively, a Langevin-VAE K = 5 / 10 training step ran at 0.95x /
-  1.09x float32's throughput at batch 1000 and 0.54x / 0.61x at batch 100 (README
-  "Precision", `results/figure3/precision-avx512bf16-b1000/`). With AVX2 only bf16 is
-  emulated: 0.09x-0.14x.
+  On no CPU we measured is bf16 training faster, so 'auto' never picks it there (README
+  "Precision"; Langevin-VAE K = 5 / 10, float32 step time over bf16 step time):
+  * Intel Xeon with AMX-BF16 (oneDNN runs the convolutions and matmuls on AMX tiles): 0.98 /
+    0.98 at batch 1000, 0.98 / 1.00 at batch 100 (`results/figure3/precision-amx-b1000/`,
+    `-b100/`). The matmuls gain 2x and the convolutions 1.3x, while the elementwise ops
+    (softplus, sigmoid, products) run at half float32's speed in bf16
+    (`results/op_profile/amx-K5-b1000/`).
+  * AMD EPYC Zen 4 with AVX512-BF16 (native): 0.95 / 1.09 at batch 1000, 0.54 / 0.61 at 100.
+  * AMD EPYC Zen 3, AVX2 only (bf16 emulated): 0.09-0.14.
+  bf16 does save memory (a third of the training peak at batch 1000): ask for it by name.
   """
   if precision != 'auto':
     return precision
@@ -35,8 +34,6 @@ def resolve_precision(precision):
     capability = tf.config.experimental.get_device_details(gpus[0]).get(
         'compute_capability', (0, 0))
     return 'mixed_bfloat16' if tuple(capability) >= (8, 0) else 'float32'
-  if 'amx_bf16' in _cpu_flags():
-    return 'mixed_bfloat16'
   return 'float32'
 
 
