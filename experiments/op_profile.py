@@ -142,6 +142,7 @@ def main(argv):
 
 
 def run():
+  """Entry point of the `lvae-op-profile` console script (same as `python -m experiments.op_profile`)."""
   cli.use_module_doc(__doc__)
   define_flags()
   app.run(main, flags_parser=cli.parse_flags)
