@@ -55,49 +55,46 @@ def group_of(op):
   return next((name for name, ops in GROUPS if op in ops), 'other')
 
 
+def _row(cells):
+  return '| ' + ' | '.join(cells) + ' |'
+
+
 def markdown(report):
   """The report as markdown: one column per precision, seconds per step in milliseconds."""
+  settings = report['settings']
   precisions = [p['precision'] for p in report['profiles']]
   ops = {p['precision']: p['op_seconds'] for p in report['profiles']}
-  first = precisions[0]
-  ratio = len(precisions) > 1
-  head = ['op type', 'group'] + [f'{p} (ms/step)' for p in precisions]
-  head += [f'{first} / {p}' for p in precisions[1:]]
-  lines = [
-      f"# Op profile: {report['settings']['flow']} K={report['settings']['steps']}, "
-      f"training step at batch {report['settings']['batch']}", '',
-      f"Device: {report['environment']['device']}; TensorFlow "
-      f"{report['environment']['tensorflow']}; {report['environment']['date']}. "
-      f"{report['settings']['calls']} profiled steps per precision after "
-      f"{report['settings']['warmup']} warm-up steps. Seconds of each op type's kernels "
-      'summed over threads (like CPU time), per step (`lvae_tf.benchmark.op_seconds`); the ratio > 1 means the second '
-      'precision is faster at that op.', '',
-      '| ' + ' | '.join(['group'] + [f'{p} (ms/step)' for p in precisions] +
-                        [f'{first} / {p}' for p in precisions[1:]]) + ' |',
-      '|' + '---|' * (1 + len(precisions) + len(precisions) - 1)]
+  columns = ([f'{p} (ms/step)' for p in precisions] +
+             [f'{precisions[0]} / {p}' for p in precisions[1:]])
 
   def cells(values):
-    out = [f'{1e3 * v:.1f}' for v in values]
-    if ratio:
-      out += [f'{values[0] / v:.2f}' if v > 0 and values[0] > 0 else '–'
-              for v in values[1:]]
-    return out
+    """Milliseconds per precision, then the first precision's time over each other's."""
+    return ([f'{1e3 * v:.1f}' for v in values] +
+            [f'{values[0] / v:.2f}' if v > 0 and values[0] > 0 else '–' for v in values[1:]])
 
+  env = report['environment']
+  lines = [
+      f"# Op profile: {settings['flow']} K={settings['steps']}, training step at batch "
+      f"{settings['batch']}", '',
+      f"Device: {env['device']}; TensorFlow {env['tensorflow']}; {env['date']}. "
+      f"{settings['calls']} profiled steps per precision after {settings['warmup']} warm-up "
+      "steps. Seconds of each op type's kernels summed over threads (like CPU time), per step "
+      '(`lvae_tf.benchmark.op_seconds`); the ratio > 1 means the second precision is faster '
+      'at that op.', '',
+      _row(['group'] + columns), '|' + '---|' * (1 + len(columns))]
   for group in [g for g, _ in GROUPS] + ['other', 'all ops']:
     values = [sum(s for op, s in ops[p].items() if group in ('all ops', group_of(op)))
               for p in precisions]
-    lines.append('| ' + ' | '.join([group] + cells(values)) + ' |')
+    lines.append(_row([group] + cells(values)))
   wall = [p['step_seconds'] for p in report['profiles']]
-  lines.append('| ' + ' | '.join(['step, wall-clock (profiled)'] + cells(wall)) + ' |')
-  lines += ['', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  lines += [_row(['step, wall-clock (profiled)'] + cells(wall)), '',
+            _row(['op type', 'group'] + columns), '|' + '---|' * (2 + len(columns))]
   every = sorted({op for p in precisions for op in ops[p]},
                  key=lambda op: -max(ops[p].get(op, 0.) for p in precisions))
-  for op in every[:report['settings']['top']]:
-    values = [ops[p].get(op, 0.) for p in precisions]
-    lines.append('| ' + ' | '.join([op, group_of(op)] + cells(values)) + ' |')
-  if len(every) > report['settings']['top']:
-    lines.append(f"\n{len(every) - report['settings']['top']} more op types in "
-                 'op_profile.json.')
+  for op in every[:settings['top']]:
+    lines.append(_row([op, group_of(op)] + cells([ops[p].get(op, 0.) for p in precisions])))
+  if len(every) > settings['top']:
+    lines.append(f"\n{len(every) - settings['top']} more op types in op_profile.json.")
   return '\n'.join(lines) + '\n'
 
 
