@@ -12,7 +12,10 @@ writes, in `<results_dir>/<protocol>/`:
 * `convergence.md`: the numbers behind the equal-epochs and equal-compute readings: the best
   validation ELBO after 1, 5, 10, ... epochs and after 5, 10, ... CPU minutes, per column (mean
   ± std over seeds) and each flow's difference to the VAE of the same seed
-  (`lvae_tf.results.convergence_markdown`).
+  (`lvae_tf.results.convergence_markdown`). Records from several machines get a table per
+  machine, then, if a run recorded on two machines retraces itself epoch by epoch, one
+  equal-epochs table pooling the seeds of all machines (an epoch is the same computation
+  everywhere; only the CPU-time budget buys a different number of them).
 """
 
 import os

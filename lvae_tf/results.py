@@ -6,6 +6,7 @@ import datetime
 import errno
 import glob
 import json
+import math
 import os
 import platform
 import re
@@ -634,7 +635,7 @@ def _best_by(history, key, limit):
   return max(values) if values else None
 
 
-def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
+def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 30, 40, 80, 160),
                          cpu_minutes=(5, 10, 15, 30, 45, 60)):
   """Markdown of validation ELBO at equal epochs and at equal CPU time, for ONE protocol.
 
@@ -660,15 +661,38 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
     raise ValueError(f'convergence_markdown needs the records of one protocol, got '
                      f'{protocols}.')
   with_history = [r for r in records if r.get('history')]
+  if not with_history:
+    raise ValueError(f'no record of protocol {protocols[0]} has a per-epoch history.')
   if machine_labels(with_history):
-    return _per_machine(with_history,
-                        lambda rs: convergence_markdown(rs, epochs, cpu_minutes))
+    return (_per_machine(with_history,
+                         lambda rs: convergence_markdown(rs, epochs, cpu_minutes)) +
+            _pooled_epochs_markdown(with_history, epochs))
+  lines = _convergence_table(_runs_by_column(with_history), epochs, cpu_minutes)
+  lines += [
+      '',
+      f'Protocol `{protocols[0]}`. Best validation ELBO reached by that point (nats; all '
+      'validation images), mean ± std over seeds (n); "− VAE (paired)": the difference to the '
+      'VAE of the same seed, mean ± std over seeds (positive favours the flow). Epochs and CPU '
+      'minutes count from the start of each run (a warm-started run: from its warm start). '
+      'CPU minutes are CPU time of the training process (the budget clock of the cpu preset); '
+      'wall-clock time depends on the machine\'s load and is in the figure.',
+  ]
+  return '\n'.join(lines) + '\n'
+
+
+def _runs_by_column(records):
+  """`{column: {seed: history}}`; a seed recorded on several machines keeps its longest."""
   runs = {}
   for r in records:
-    if r.get('history'):
-      runs.setdefault(_column(r), {})[r['config']['seed']] = r['history']
-  if not runs:
-    raise ValueError(f'no record of protocol {protocols[0]} has a per-epoch history.')
+    seeds = runs.setdefault(_column(r), {})
+    seed = r['config']['seed']
+    if len(r['history']) > len(seeds.get(seed, ())):
+      seeds[seed] = r['history']
+  return runs
+
+
+def _convergence_table(runs, epochs, cpu_minutes, totals=True):
+  """The lines of a convergence table of `runs` (`_runs_by_column`): header, then rows."""
   columns = _sorted_columns(runs)
   vae = runs.get(('vae', 0), {})
   flows = [c for c in columns if c[0] != 'vae']
@@ -694,16 +718,82 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 40, 80),
   for m in cpu_minutes:
     if any(h[-1]['cpu_seconds'] >= 60. * m for c in columns for h in runs[c].values()):
       row(f'after {m} CPU-min', lambda h, m=m: _best_by(h, 'cpu_seconds', 60. * m))
-  row('end of training (best)', lambda h: max(x['val_elbo'] for x in h))
-  row('epochs trained', lambda h: h[-1]['epoch'], digits=0, paired=False)
-  row('CPU minutes trained', lambda h: h[-1]['cpu_seconds'] / 60., digits=1, paired=False)
-  lines += [
-      '',
-      f'Protocol `{protocols[0]}`. Best validation ELBO reached by that point (nats; all '
-      'validation images), mean ± std over seeds (n); "− VAE (paired)": the difference to the '
-      'VAE of the same seed, mean ± std over seeds (positive favours the flow). Epochs and CPU '
-      'minutes count from the start of each run (a warm-started run: from its warm start). '
-      'CPU minutes are CPU time of the training process (the budget clock of the cpu preset); '
-      'wall-clock time depends on the machine\'s load and is in the figure.',
-  ]
-  return '\n'.join(lines) + '\n'
+  if totals:
+    row('end of training (best)', lambda h: max(x['val_elbo'] for x in h))
+    row('epochs trained', lambda h: h[-1]['epoch'], digits=0, paired=False)
+    row('CPU minutes trained', lambda h: h[-1]['cpu_seconds'] / 60., digits=1, paired=False)
+  return lines
+
+
+#: The largest difference in validation ELBO (nats) at any epoch between the records of one run
+#: (same protocol, model and seed) on two machines for them to count as the same training:
+#: float32 sums in another order move it by about 1e-5 nats (3e-5 at most over 80 epochs between
+#: an AVX2 Zen 3 and an AMX Xeon, measured), two seeds by 0.05 nats and far more.
+SAME_TRAINING_NATS = 0.01
+
+
+def machine_agreement(records):
+  """How closely the records of one run on several machines agree, epoch by epoch.
+
+  Returns:
+    list of `(column, seed, machine labels, common epochs, largest |Δ validation ELBO|)`, one
+    per run recorded on two or more machines, in Table 1's column order then by seed.
+  """
+  labels = machine_labels(records)
+  groups = {}
+  for r in records:
+    if r.get('history'):
+      groups.setdefault((_column(r), r['config']['seed']), {})[machine_of(r)] = {
+          h['epoch']: h['val_elbo'] for h in r['history']}
+  agreement = []
+  for column in _sorted_columns({c for c, _ in groups}):
+    for seed in sorted(s for c, s in groups if c == column):
+      by_machine = groups[(column, seed)]
+      if len(by_machine) < 2:
+        continue
+      common = sorted(set.intersection(*(set(h) for h in by_machine.values())))
+      spread = max((max(h[e] for h in by_machine.values()) -
+                    min(h[e] for h in by_machine.values()) for e in common), default=0.)
+      agreement.append((column, seed, sorted(labels[m] for m in by_machine), len(common),
+                        spread))
+  return agreement
+
+
+def _pooled_epochs_markdown(records, epochs):
+  """The equal-epochs rows over every machine's seeds, if the machines train alike.
+
+  A CPU-time budget decides how many epochs a run gets, not what an epoch computes: where
+  the records show one run on two machines retracing itself (`machine_agreement`, within
+  `SAME_TRAINING_NATS`), epoch e of a seed is the same model on every machine, and the
+  equal-epochs comparison may pool the seeds of all machines. Without such a run, or with one
+  that disagrees, nothing is pooled.
+  """
+  agreement = machine_agreement(records)
+  if not agreement:
+    return ''
+  labels = machine_labels(records)
+  checked = '; '.join(
+      f'{_column_title(column)} seed {seed} on {" and ".join(machines)}: {common} common '
+      f'epochs, validation ELBO within {spread:.1g} nats'
+      for column, seed, machines, common, spread in agreement)
+  worst = max(spread for *_, spread in agreement)
+  if not math.isfinite(worst) or worst > SAME_TRAINING_NATS:
+    return (f'\n### All machines\n\nSeeds are not pooled across machines: the same run '
+            f'differs between machines by more than {SAME_TRAINING_NATS} nats ({checked}).\n')
+  runs = _runs_by_column(records)
+  lines = _convergence_table(runs, epochs, cpu_minutes=(), totals=False)
+  machines_of = {}
+  for r in records:
+    machines_of.setdefault((_column(r), r['config']['seed']), []).append(labels[machine_of(r)])
+  seed_cells = [', '.join(f'{seed} ({"".join(sorted(machines_of[(c, seed)]))})'
+                          for seed in sorted(runs[c])) for c in _sorted_columns(runs)]
+  width = lines[0].count(' | ') + 1  # the label column, one per model, one per pair
+  lines.append('| ' + ' | '.join(['seeds (machines)', *seed_cells] +
+                                 [''] * (width - 1 - len(seed_cells))) + ' |')
+  return '\n'.join([
+      '', '### All machines, at equal epochs', '',
+      f'A budget of CPU time decides how many epochs a run trains, not what an epoch computes. '
+      f'Each run recorded on two machines retraces itself ({checked}), so epoch e of a seed is '
+      f'the same model on every machine, and the equal-epochs rows pool the seeds of all '
+      f'machines (a seed recorded on several counts once). Equal CPU time and the NLL stay per '
+      f'machine.', '', *lines, '']) + '\n'

@@ -338,6 +338,43 @@ def test_each_machine_gets_its_own_table_seeds_never_averaged_across(tmp_path):
   assert visualize.plot_convergence(runs[:3], str(path)) == 3 and path.stat().st_size > 0
 
 
+def test_equal_epochs_pool_seeds_across_machines_only_if_a_run_retraces_itself():
+  """An epoch computes the same on every machine, the budget only decides how many there are:
+  the equal-epochs rows pool every machine's seeds when a run recorded on two machines agrees
+  epoch by epoch (within SAME_TRAINING_NATS), and pool nothing when it does not."""
+  here_vae0, here_flow0 = _record(seed=0), _record(flow='langevin', k=5, seed=0)
+  zen4_vae0, zen4_vae1, zen4_flow1 = (_on_zen4(_record(seed=0)), _on_zen4(_record(seed=1)),
+                                      _on_zen4(_record(flow='langevin', k=5, seed=1)))
+  here_vae0['history'] = _history([-110., -100.], 3.)  # a slower machine: 2 epochs ...
+  zen4_vae0['history'] = _history([-110. + 2e-5, -100., -98.], 1.)  # ... where Zen 4 trains 3
+  zen4_vae1['history'] = _history([-114., -101., -99.], 1.)
+  here_flow0['history'] = _history([-104., -97.], 6.)
+  zen4_flow1['history'] = _history([-108., -99.], 2.)
+  runs = [here_vae0, here_flow0, zen4_vae0, zen4_vae1, zen4_flow1]
+  assert results.machine_agreement(runs) == [(('vae', 0), 0, ['A', 'B'], 2, pytest.approx(2e-5))]
+  text = results.convergence_markdown(runs, epochs=(1, 2, 3), cpu_minutes=(3,))
+  per_machine, pooled = text.split('### All machines, at equal epochs')
+  assert per_machine.count('### Machine ') == 2
+  assert 'VAE K=0 seed 0 on A and B: 2 common epochs, validation ELBO within 2e-05 nats' in pooled
+  rows = {line.split(' | ')[0][2:]: line.split(' | ')[1:] for line in pooled.splitlines()
+          if line.startswith('| ')}
+  # Epoch 1: VAE seeds 0 (-110, either machine) and 1 (-114); Langevin 0 (-104) and 1 (-108);
+  # paired by seed +6, +6.
+  assert rows['after 1 epoch'] == ['-112.00 ± 2.83 (2)', '-106.00 ± 2.83 (2)',
+                                   '6.00 ± 0.00 (2) |']
+  # Epoch 3: seed 0 counts with its longest history (Zen 4's), once; no flow got there.
+  assert rows['after 3 epochs'] == ['-98.50 ± 0.71 (2)', '', ' |']
+  assert rows['seeds (machines)'] == ['0 (AB), 1 (A)', '0 (B), 1 (A)', ' |']
+  assert not any('CPU-min' in label for label in rows)  # equal CPU time stays per machine
+  # The same run 0.5 nats apart on two machines: the machines train differently, no pooling.
+  zen4_vae0['history'][1]['val_elbo'] = -99.5
+  text = results.convergence_markdown(runs, epochs=(1, 2, 3), cpu_minutes=(3,))
+  assert 'Seeds are not pooled across machines' in text and 'within 0.5 nats' in text
+  assert 'at equal epochs' not in text
+  # No run on two machines: nothing shows that they train alike, so no pooled section.
+  assert '### All machines' not in results.convergence_markdown(runs[1:], epochs=(1,))
+
+
 def test_one_run_on_two_machines_is_two_records_under_a_directory_each(tmp_path):
   legacy, zen4 = _record(seed=0, nll=3.), _on_zen4(_record(seed=0, nll=2.))
   assert results.machine_dir(legacy['environment']) is None
