@@ -12,6 +12,13 @@ A function decorated with `@deferred()` (or a `with deferred():` block) is never
 signal arriving inside it is raised when it returns. `ResumableTraining.on_epoch_end` is one, so an
 epoch's history line and checkpoint are written together or not at all.
 
+Inside a `with safe_points():` block a signal waits for the next `raise_pending()`, a point the
+code calls often where nothing is half-done: training runs in one, with a Keras callback calling
+`raise_pending()` at every batch end (`lvae_tf.train`). Raised at an arbitrary point, the
+exception could land inside a library's half-built object: TFP's bijector cache then printed
+"Exception ignored in: WeakStructRef._cleanup ... AttributeError" on the way out. A second signal
+before the next safe point raises at once, so a stuck process can still be stopped.
+
 An interruption unwinds from wherever it struck, and its traceback keeps that code's frames alive:
 during training, the `tf.data` iterators whose prefetch threads still run. Exiting with them alive
 lets those threads run while the process tears TensorFlow's runtime down, which crashed the
@@ -27,11 +34,13 @@ import gc
 import signal
 import threading
 
-__all__ = ['Interrupted', 'deferred', 'handle_signals', 'release']
+__all__ = ['Interrupted', 'deferred', 'handle_signals', 'raise_pending', 'release',
+           'safe_points']
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _depth = 0  # nesting of deferred sections being executed
-_pending = None  # signal number received inside a deferred section
+_safe_depth = 0  # nesting of safe-points sections being executed
+_pending = None  # signal number received inside a deferred or safe-points section
 
 
 class Interrupted(KeyboardInterrupt):
@@ -53,10 +62,19 @@ class Interrupted(KeyboardInterrupt):
 def _handler(signum, frame):
   del frame
   global _pending
-  if _depth:
+  if _depth or (_safe_depth and _pending is None):
     _pending = signum
     return
+  _pending = None  # a second signal in a safe-points section: raised now, not again later
   raise Interrupted(signum)
+
+
+def raise_pending():
+  """A safe point: raises the signal held back so far, if any (never inside a deferred section)."""
+  global _pending
+  if _pending is not None and not _depth:
+    signum, _pending = _pending, None
+    raise Interrupted(signum)
 
 
 def release(error):
@@ -100,6 +118,28 @@ class deferred(contextlib.ContextDecorator):  # pylint: disable=invalid-name
     global _depth, _pending
     _depth -= 1
     if _depth == 0 and _pending is not None:
+      signum, _pending = _pending, None
+      if exc_type is None:
+        raise Interrupted(signum)
+    return False
+
+
+class safe_points(contextlib.ContextDecorator):  # pylint: disable=invalid-name
+  """A section where a signal handled by `handle_signals` waits for `raise_pending()`.
+
+  A signal still held back when the section ends is raised there (unless the section is already
+  ending with an exception). A second signal before the next safe point is raised at once.
+  """
+
+  def __enter__(self):
+    global _safe_depth
+    _safe_depth += 1
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    global _safe_depth, _pending
+    _safe_depth -= 1
+    if not _safe_depth and not _depth and _pending is not None:
       signum, _pending = _pending, None
       if exc_type is None:
         raise Interrupted(signum)

@@ -229,6 +229,19 @@ class ResumableTraining(keras.callbacks.Callback):
     recovery.save_checkpoint(self.latest, epoch + 1)
 
 
+class SafePoints(keras.callbacks.Callback):
+  """Raises a signal held back by `interrupts.safe_points` at every batch and epoch end."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    interrupts.raise_pending()
+
+  def on_test_batch_end(self, batch, logs=None):
+    interrupts.raise_pending()
+
+  def on_epoch_end(self, epoch, logs=None):
+    interrupts.raise_pending()
+
+
 def _check_workdir(workdir, config):
   """Refuses a run directory whose checkpoint belongs to another configuration.
 
@@ -508,13 +521,16 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
     train = data_lib.train_dataset(
         train_images, config.batch_size, seed=config.seed,
         start_step=initial_epoch * config.steps_per_epoch, binarized=binarized)
-    model.fit(train, epochs=config.max_epochs, initial_epoch=initial_epoch,
-              steps_per_epoch=config.steps_per_epoch, validation_data=valid,
-              callbacks=[state, keras.callbacks.TensorBoard(
-                  os.path.join(workdir, 'tensorboard'), profile_batch=0),
-                         visualize.RunImages(os.path.join(workdir, 'tensorboard'),
-                                             valid_images[:_PICTURE_IMAGES], seed=config.seed)],
-              verbose=config.verbose)
+    with interrupts.safe_points():  # Ctrl-C / SIGTERM are raised at a batch or epoch end
+      model.fit(train, epochs=config.max_epochs, initial_epoch=initial_epoch,
+                steps_per_epoch=config.steps_per_epoch, validation_data=valid,
+                callbacks=[state, keras.callbacks.TensorBoard(
+                    os.path.join(workdir, 'tensorboard'), profile_batch=0),
+                           visualize.RunImages(os.path.join(workdir, 'tensorboard'),
+                                               valid_images[:_PICTURE_IMAGES],
+                                               seed=config.seed),
+                           SafePoints()],  # last: the other callbacks finish their batch
+                verbose=config.verbose)
   train_seconds = time.time() - t0
   train_steps = int(model.optimizer.iterations.numpy())
   state.restore_best()
