@@ -38,8 +38,8 @@ __all__ = ['Interrupted', 'deferred', 'handle_signals', 'raise_pending', 'releas
            'safe_points']
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_depth = 0  # nesting of deferred sections being executed
-_safe_depth = 0  # nesting of safe-points sections being executed
+# How many deferred and safe-points sections are being executed (nested or not).
+_open_sections = {'deferred': 0, 'safe_points': 0}
 _pending = None  # signal number received inside a deferred or safe-points section
 
 
@@ -62,7 +62,7 @@ class Interrupted(KeyboardInterrupt):
 def _handler(signum, frame):
   del frame
   global _pending
-  if _depth or (_safe_depth and _pending is None):
+  if _open_sections['deferred'] or (_open_sections['safe_points'] and _pending is None):
     _pending = signum
     return
   _pending = None  # a second signal in a safe-points section: raised now, not again later
@@ -72,7 +72,7 @@ def _handler(signum, frame):
 def raise_pending():
   """A safe point: raises the signal held back so far, if any (never inside a deferred section)."""
   global _pending
-  if _pending is not None and not _depth:
+  if _pending is not None and not _open_sections['deferred']:
     signum, _pending = _pending, None
     raise Interrupted(signum)
 
@@ -106,41 +106,38 @@ def handle_signals():
       signal.signal(s, handler)
 
 
-class deferred(contextlib.ContextDecorator):  # pylint: disable=invalid-name
-  """A section that a signal handled by `handle_signals` never interrupts midway."""
+def _section_ended(exc_type):
+  """Raises a held-back signal once no section holds it, unless an exception already unwinds."""
+  global _pending
+  if not any(_open_sections.values()) and _pending is not None:
+    signum, _pending = _pending, None
+    if exc_type is None:
+      raise Interrupted(signum)
+
+
+class _Section(contextlib.ContextDecorator):
+  """Counts itself open in `_open_sections[kind]` while it runs."""
+  kind = None
 
   def __enter__(self):
-    global _depth
-    _depth += 1
+    _open_sections[self.kind] += 1
     return self
 
   def __exit__(self, exc_type, exc, tb):
-    global _depth, _pending
-    _depth -= 1
-    if _depth == 0 and _pending is not None:
-      signum, _pending = _pending, None
-      if exc_type is None:
-        raise Interrupted(signum)
+    _open_sections[self.kind] -= 1
+    _section_ended(exc_type)
     return False
 
 
-class safe_points(contextlib.ContextDecorator):  # pylint: disable=invalid-name
+class deferred(_Section):  # pylint: disable=invalid-name
+  """A section that a signal handled by `handle_signals` never interrupts midway."""
+  kind = 'deferred'
+
+
+class safe_points(_Section):  # pylint: disable=invalid-name
   """A section where a signal handled by `handle_signals` waits for `raise_pending()`.
 
   A signal still held back when the section ends is raised there (unless the section is already
   ending with an exception). A second signal before the next safe point is raised at once.
   """
-
-  def __enter__(self):
-    global _safe_depth
-    _safe_depth += 1
-    return self
-
-  def __exit__(self, exc_type, exc, tb):
-    global _safe_depth, _pending
-    _safe_depth -= 1
-    if not _safe_depth and not _depth and _pending is not None:
-      signum, _pending = _pending, None
-      if exc_type is None:
-        raise Interrupted(signum)
-    return False
+  kind = 'safe_points'
