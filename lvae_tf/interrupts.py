@@ -9,7 +9,8 @@ Ctrl-C handles it. Its `exit_status` is the shell's convention, 128 + the signal
 SIGINT, 143 for SIGTERM.
 
 A function decorated with `@deferred()` (or a `with deferred():` block) is never cut in two: a
-signal arriving inside it is raised when it returns. `ResumableTraining.on_epoch_end` is one, so an
+signal arriving inside it is raised when it returns (inside a `safe_points` section: at the next
+safe point). `ResumableTraining.on_epoch_end` is one, so an
 epoch's history line and checkpoint are written together or not at all.
 
 Inside a `with safe_points():` block a signal waits for the next `raise_pending()`, a point the
