@@ -23,9 +23,11 @@ __all__ = [
     'machine_dir',
     'machine_labels',
     'machine_of',
+    'markdown_table',
     'protocol_of',
     'record_path',
     'publish',
+    'refresh_embedded_tables',
     'remove_orphan_temporaries',
     'table1_markdown',
     'write_json_atomic',
@@ -349,6 +351,13 @@ def _fmt(values, digits=2):
   return f'{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})'
 
 
+def _per_seed(seeds, values):
+  """`s0 87.43 · s1 87.61`: each seed's value, in seed order ('' for fewer than two)."""
+  if len(values) < 2:
+    return ''
+  return ' · '.join(f's{seed} {value[0]:.2f}' for seed, value in sorted(zip(seeds, values)))
+
+
 def _data_line(dataset):
   if dataset == 'mnist':
     return 'MNIST dynamically binarised (not comparable with the fixed binarisation). '
@@ -448,17 +457,19 @@ def table1_markdown(records):
   # The paper's comparison: each Langevin run against the HVAE of the same K and seed, one
   # row per HVAE variant (reference 2K or cached K + 1) the protocol holds.
   hvae_variants = sorted({c[0] for c in columns if c[0].startswith('hvae')})
-  rows = ('NLL', 'NLL_vs_VAE', *(f'NLL_vs_{v}' for v in hvae_variants), 'ELBO', 'FID', 'IS',
-          'epochs', 'minutes', 'cpu_minutes')
+  nll_rows = ('NLL', 'NLL_vs_VAE', *(f'NLL_vs_{v}' for v in hvae_variants))
+  rows = (*nll_rows, 'ELBO', 'FID', 'IS', 'epochs', 'minutes', 'cpu_minutes')
   cells = {c: {row: [] for row in rows} for c in columns}
   vaes = {r['config']['seed']: r for r in records if r['config']['flow'] == 'vae'}
   hvaes = {(*_column(r), r['config']['seed']): r for r in records
            if r['config']['flow'] == 'hvae'}
+  nll_seeds = {c: {row: [] for row in nll_rows} for c in columns}  # the seed of each NLL value
   for r in records:
     m = r['metrics']
     cell = cells[_column(r)]
     if 'nll_mean' in m:
       cell['NLL'].append((m['nll_mean'], m.get('nll_sem', m.get('nll_std', 0.))))
+      nll_seeds[_column(r)]['NLL'].append(r['config']['seed'])
     references = {'NLL_vs_VAE': vaes.get(r['config']['seed'])}
     if r['config']['flow'] == 'langevin':
       references.update({f'NLL_vs_{v}': hvaes.get((v, *_column(r)[1:], r['config']['seed']))
@@ -467,6 +478,7 @@ def table1_markdown(records):
       if reference is not None and reference is not r:
         try:
           cell[row].append(paired_nll(r, reference))
+          nll_seeds[_column(r)][row].append(r['config']['seed'])
         except ValueError:
           pass  # no per-image NLLs in one of them: the row stays empty
     if 'test_elbo' in m:
@@ -496,6 +508,10 @@ def table1_markdown(records):
       continue  # no pairs, or records without per-image NLLs
     lines.append(f'| {names[row]} | ' + ' | '.join(
         _fmt(cells[c][row], digits.get(row, 2)) for c in columns) + ' |')
+    if row in nll_rows and any(len(cells[c][row]) > 1 for c in columns):
+      # Several seeds: their values too, so that a reader sees whether every seed agrees.
+      lines.append('| … per seed | ' + ' | '.join(
+          _per_seed(nll_seeds[c][row], cells[c][row]) for c in columns) + ' |')
   devices = sorted({r['environment']['device'] for r in records})
   precisions = sorted({r['config'].get('precision', 'float32') for r in records})
   seeds = {c: sorted(r['config']['seed'] for r in records if _column(r) == c) for c in columns}
@@ -510,9 +526,10 @@ def table1_markdown(records):
       f'NLL: importance sampling with S = {config.get("nll_samples")} on '
       f'{"/".join(str(n) for n in nll_images)} test images ({"/".join(subset)} subset); one '
       'run shows ± its standard error over images, several seeds show mean ± std over seeds '
-      '(n). NLL − VAE (when the records keep per-image NLLs): the difference to the same '
-      'seed\'s VAE on the same images, ± its paired standard error (one seed) or mean ± std '
-      'over seeds (n); NLL − HVAE likewise, for Langevin against the HVAE of the same K. '
+      '(n), and "… per seed" each seed\'s value (sN: seed N). NLL − VAE (when the records keep '
+      'per-image NLLs): the difference to the same seed\'s VAE on the same images, ± its '
+      'paired standard error (one seed) or mean ± std over seeds (n); NLL − HVAE likewise, for '
+      'Langevin against the HVAE of the same K. '
       'Test ELBO: Rao-Blackwellised, on all test images.',
       _data_line(config.get('dataset', 'mnist')) +
       'FID/IS are *classifier* FID/IS (lvae_tf\'s own MNIST classifier, not Inception; '
@@ -797,3 +814,64 @@ def _pooled_epochs_markdown(records, epochs):
       f'the same model on every machine, and the equal-epochs rows pool the seeds of all '
       f'machines (a seed recorded on several counts once). Equal CPU time and the NLL stay per '
       f'machine.', '', *lines, '']) + '\n'
+
+
+# A table copied into a document (the README) from a generated file, between two markers:
+#   <!-- table: results/table1/cpu-7d1379/table1.md "family 6 model 167" -->
+#   | ... the table ... |
+#   <!-- /table -->
+# The quoted text, optional, picks the first table after the first heading containing it.
+_EMBEDDED_TABLE = re.compile(
+    r'(?P<open><!-- table: (?P<path>[^\s"]+)(?: "(?P<heading>[^"]+)")? -->\n)'
+    r'(?P<table>.*?)(?P<close><!-- /table -->)', re.S)
+
+
+def markdown_table(text, heading=None):
+  """The first Markdown table of `text` (after the first heading containing `heading`).
+
+  Raises:
+    ValueError: no such heading, or no table after it.
+  """
+  if heading is not None:
+    match = re.search(r'^#+ .*' + re.escape(heading) + r'.*$', text, re.M)
+    if match is None:
+      raise ValueError(f'no heading contains {heading!r}')
+    text = text[match.end():]
+  lines = text.splitlines()
+  start = next((i for i, line in enumerate(lines) if line.startswith('|')), None)
+  if start is None:
+    raise ValueError('no Markdown table' + (f' after the heading with {heading!r}'
+                                             if heading else ''))
+  end = start
+  while end < len(lines) and lines[end].startswith('|'):
+    end += 1
+  return '\n'.join(lines[start:end]) + '\n'
+
+
+def refresh_embedded_tables(text, root):
+  """`text` with every embedded table (see `_EMBEDDED_TABLE`) replaced by its source's table.
+
+  Args:
+    text: a document's Markdown.
+    root: the directory the markers' paths are relative to.
+
+  Returns:
+    `(new_text, stale)`: `stale` lists `'path "heading"'` for each table that differed.
+
+  Raises:
+    ValueError: a marker whose file, heading or table does not exist (named in the message).
+  """
+  stale = []
+
+  def replace(match):
+    name = match['path'] + (f' "{match["heading"]}"' if match['heading'] else '')
+    try:
+      with open(os.path.join(root, match['path']), encoding='utf-8') as f:
+        table = markdown_table(f.read(), match['heading'])
+    except (OSError, ValueError) as e:
+      raise ValueError(f'embedded table {name}: {e}') from e
+    if match['table'] != table:
+      stale.append(name)
+    return match['open'] + table + match['close']
+
+  return _EMBEDDED_TABLE.sub(replace, text), stale

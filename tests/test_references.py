@@ -117,3 +117,14 @@ def test_gitignore_ignores_no_committed_file():
   out = subprocess.run(['git', 'ls-files', '--cached', '--ignored', '--exclude-standard'],
                        cwd=ROOT, capture_output=True, text=True, check=True)
   assert out.stdout == '', out.stdout
+
+
+def test_readme_tables_are_the_committed_tables():
+  """Every table the README copies from a generated file (Table 1 per machine) is that file's
+  table as committed: a README number is the records' number."""
+  from lvae_tf import results  # pylint: disable=g-import-not-at-top
+  text = _read(os.path.join(ROOT, 'README.md'))
+  assert '<!-- table: ' in text
+  _, stale = results.refresh_embedded_tables(text, ROOT)
+  assert not stale, (f'README tables out of date: {stale}; '
+                     'run python -m experiments.readme_tables')

@@ -45,6 +45,7 @@ def test_seeds_of_one_protocol_are_averaged_protocols_never(tmp_path):
   tables = {p: open(p).read() for p in paths}
   main = [t for t in tables.values() if '(3)' in t]
   assert len(main) == 1 and '| NLL (nats) | 92.00 ± 2.00 (3) |' in main[0]
+  assert '| … per seed | s0 90.00 · s1 92.00 · s2 94.00 |' in main[0]  # published in any order
   other = [t for t in tables.values() if '200.00' in t]
   assert len(other) == 1 and '92.00' not in other[0]
   with pytest.raises(ValueError, match='one protocol'):
@@ -320,6 +321,7 @@ def test_each_machine_gets_its_own_table_seeds_never_averaged_across(tmp_path):
   assert test.startswith('B: CPU (test), CPU details unrecorded')
   # Zen 4: VAE seeds 1 and 2 (NLL 5, 7), Langevin seed 1 paired with VAE seed 1: +0.5.
   assert '| NLL (nats) | 6.00 ± 1.41 (2) | 90.00 ± 0.50 |' in zen4
+  assert '| … per seed | s1 5.00 · s2 7.00 |  |' in zen4
   assert '| NLL − VAE of the same seed (paired) |  | 0.50 |' in zen4
   # The test machine: seed 0 alone, paired +1.
   assert '| NLL (nats) | 3.00 ± 0.50 | 4.00 ± 0.50 |' in test
@@ -389,3 +391,50 @@ def test_one_run_on_two_machines_is_two_records_under_a_directory_each(tmp_path)
                                           zen4['environment'])
   assert legacy['run_name'] == zen4['run_name'] and len(results.load_records(str(records))) == 2
   assert table.count('### Machine ') == 2 and '(2)' not in table  # never averaged together
+
+
+_TABLE = '| | VAE K=0 |\n|---|---|\n| NLL (nats) | 83.88 ± 0.14 (2) |\n'
+
+
+def test_embedded_tables_are_refreshed_from_their_source_and_stale_ones_named(tmp_path):
+  source = tmp_path / 'results' / 'table1.md'
+  source.parent.mkdir()
+  source.write_text('intro\n\n### Machine A: Zen 3\n\n| | old |\n|---|---|\n\n'
+                    '### Machine B: Xeon family 6 model 167\n\n' + _TABLE + '\nfootnote\n')
+  marker = '<!-- table: results/table1.md "model 167" -->\n'
+  current = f'# Doc\n\n{marker}{_TABLE}<!-- /table -->\n\ntext\n'
+  assert results.refresh_embedded_tables(current, str(tmp_path)) == (current, [])
+  stale = current.replace('83.88', '99.99')
+  assert results.refresh_embedded_tables(stale, str(tmp_path)) == (
+      current, ['results/table1.md "model 167"'])
+  # Without a heading: the file's first table.
+  first = '<!-- table: results/table1.md -->\n| x |\n<!-- /table -->'
+  assert results.refresh_embedded_tables(first, str(tmp_path))[0] == (
+      '<!-- table: results/table1.md -->\n| | old |\n|---|---|\n<!-- /table -->')
+  for bad, message in (('"model 168"', "no heading contains 'model 168'"),
+                       ('', 'No such file')):
+    text = (current.replace('"model 167"', bad) if bad else
+            current.replace('results/table1.md', 'results/missing.md'))
+    with pytest.raises(ValueError, match=message):
+      results.refresh_embedded_tables(text, str(tmp_path))
+
+
+def test_readme_tables_script_checks_then_rewrites_atomically(tmp_path):
+  (tmp_path / 'table1.md').write_text('### Machine A: x\n\n' + _TABLE)
+  document = tmp_path / 'README.md'
+  stale = '<!-- table: table1.md "Machine A" -->\n| old |\n<!-- /table -->\n'
+  document.write_text(stale)
+  command = [sys.executable, '-m', 'experiments.readme_tables', f'--document={document}']
+  checked = subprocess.run(command + ['--check'], capture_output=True, text=True,
+                           cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert checked.returncode == 1 and 'stale tables: table1.md "Machine A"' in checked.stderr
+  assert document.read_text() == stale  # --check changes nothing
+  rewritten = subprocess.run(command, capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert rewritten.returncode == 0, rewritten.stderr
+  assert document.read_text() == stale.replace('| old |\n', _TABLE)
+  (tmp_path / 'table1.md').write_text('no table here\n')
+  broken = subprocess.run(command, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert broken.returncode == 1 and "no heading contains 'Machine A'" in broken.stderr
+  assert document.read_text() == stale.replace('| old |\n', _TABLE)  # untouched
