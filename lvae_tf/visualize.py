@@ -15,7 +15,6 @@ run directory (atomically), from the model that is evaluated.
 
 import math
 import os
-import textwrap
 
 import numpy as np
 import tensorflow as tf
@@ -204,60 +203,63 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   colours = dict(zip(columns, ('tab:grey', 'tab:blue', 'tab:orange', 'tab:green', 'tab:red')))
-  fig = Figure(figsize=(16, 4.8))
-  FigureCanvasAgg(fig)
-  axes = fig.subplots(1, 3, sharey=True)
   curves = convergence_curves(records, columns)
-  # Runs of several machines: a CPU-minute buys different compute on each, so each machine's
-  # lines are told apart (solid, then dotted, ...) and labelled.
-  machines = results.machine_labels([c["record"] for c in curves])
-  styles = dict(zip(machines.values(), ('-', ':', '-.', (0, (6, 2, 1, 2, 1, 2)))))
+  # Runs of several machines: a CPU-minute buys different compute on each, so each machine
+  # gets its own row of panels (its wall and CPU minutes are not the others').
+  machines = results.machine_labels([c['record'] for c in curves])
+  rows = list(machines) or [None]
+  fig = Figure(figsize=(16, 1.0 + 3.3 * len(rows)))
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(len(rows), 3, sharey=True, sharex='col', squeeze=False)
   labelled = set()
   for curve in curves:
     c = curve['record']['config']
     flow, k = curve['column']
-    machine = machines.get(results.machine_of(curve['record']))
-    key = (curve['column'], curve['warm'], machine)
+    key = (curve['column'], curve['warm'])
     name = f'{flow} K={k}' if flow != 'hvae' else f'hvae ({c["hvae_gradient"]}) K={k}'
     if curve['warm']:
       name += ' (warm start' + (', source not shown)' if curve['unshifted'] else ')')
-    if machine:
-      name += f' [machine {machine}]'
     label = None if key in labelled else name
     labelled.add(key)
-    style = '--' if curve['warm'] else styles.get(machine, '-')
-    for ax, x in zip(axes, (curve['wall_minutes'], curve['cpu_minutes'], curve['epochs'])):
+    row = axes[rows.index(results.machine_of(curve['record']) if machines else None)]
+    for ax, x in zip(row, (curve['wall_minutes'], curve['cpu_minutes'], curve['epochs'])):
       ax.plot(x, curve['val_elbo'], color=colours[curve['column']], label=label, lw=1.2,
-              alpha=0.85, ls=style)
+              alpha=0.85, ls='--' if curve['warm'] else '-')
   # From scratch the VAE trains 5-10 times the flows' epochs in the same budget: on a log axis
   # both the flows' first epochs and the VAE's last ones stay readable. Warm-started runs
   # continue late epochs, which a linear axis shows better.
   log_epochs = curves and not any(curve['warm'] for curve in curves)
-  for ax, xlabel in zip(axes, ('training wall-clock minutes', 'training CPU minutes',
-                               'epochs (500 steps; log scale)' if log_epochs
-                               else 'epochs (500 steps)')):
+  for ax, xlabel in zip(axes[-1], ('training wall-clock minutes', 'training CPU minutes',
+                                   'epochs (500 steps; log scale)' if log_epochs
+                                   else 'epochs (500 steps)')):
     ax.set_xlabel(xlabel)
-    ax.grid(alpha=0.3)
+  for row, machine in zip(axes, rows):
+    row[0].set_ylabel('validation ELBO (nats)')
+    for ax in row:
+      ax.grid(alpha=0.3)
+    if machine:
+      row[1].set_title(f'machine {machines[machine]}: {machine}', fontsize=8)
   if log_epochs:
-    axes[2].set_xscale('log')
-  axes[0].set_ylabel('validation ELBO (nats)')
-  bottom = 0.13
+    axes[0][2].set_xscale('log')
   if curves:
     low = min(min(curve['val_elbo']) for curve in curves)
     high = max(max(curve['val_elbo']) for curve in curves)
-    axes[0].set_ylim(max(low, high - 25.), high + 1.)
-    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0][0].set_ylim(max(low, high - 25.), high + 1.)
+    handles, labels = [], []
+    for ax in axes[:, 0]:  # a label is set on the first line of its kind, in any row
+      for handle, label in zip(*ax.get_legend_handles_labels()):
+        handles.append(handle)
+        labels.append(label)
     order = sorted(range(len(labels)), key=labels.__getitem__)
     fig.legend([handles[i] for i in order], [labels[i] for i in order], loc='center right',
                fontsize=8)
-  if machines:
-    caption = '; '.join(f'machine {label}: {m}' for m, label in machines.items())
-    fig.text(0.01, 0.01, textwrap.fill(caption, 190), fontsize=7, va='bottom')
-    bottom += 0.03 * len(textwrap.wrap(caption, 190))
   protocols = sorted({r.get('protocol', '?') for r in (c['record'] for c in curves)})
   fig.suptitle(f'Validation ELBO while training (protocol {", ".join(protocols)}; one line '
-               'per seed)' if curves else 'no records', fontsize=10)
-  fig.subplots_adjust(left=0.05, right=0.82, top=0.92, bottom=bottom, wspace=0.08)
+               'per seed' + ('; a row per machine' if machines else '') + ')'
+               if curves else 'no records', fontsize=10)
+  height = 1.0 + 3.3 * len(rows)
+  fig.subplots_adjust(left=0.05, right=0.83, top=1 - 0.7 / height, bottom=0.6 / height,
+                      wspace=0.08, hspace=0.25)
   with results.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, format='png', dpi=110)
   return len(curves)

@@ -338,6 +338,11 @@ def test_each_machine_gets_its_own_table_seeds_never_averaged_across(tmp_path):
   from lvae_tf import visualize  # pylint: disable=g-import-not-at-top
   path = tmp_path / 'convergence.png'
   assert visualize.plot_convergence(runs[:3], str(path)) == 3 and path.stat().st_size > 0
+  # A row of panels per machine: the figure of two machines is taller than that of one.
+  one = tmp_path / 'one_machine.png'
+  assert visualize.plot_convergence(runs[:2], str(one)) == 2
+  heights = [int.from_bytes(p.read_bytes()[20:24], 'big') for p in (one, path)]  # PNG IHDR
+  assert heights[1] > 1.5 * heights[0], heights  # 1 + 3.3 rows inches: 7.6 vs 4.3
 
 
 def test_equal_epochs_pool_seeds_across_machines_only_if_a_run_retraces_itself():
