@@ -208,7 +208,8 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
   # gets its own row of panels (its wall and CPU minutes are not the others').
   machines = results.machine_labels([c['record'] for c in curves])
   rows = list(machines) or [None]
-  fig = Figure(figsize=(16, 1.0 + 3.3 * len(rows)))
+  height = 1.0 + 3.3 * len(rows)  # inches: title and axis labels, then 3.3 a row
+  fig = Figure(figsize=(16, height))
   FigureCanvasAgg(fig)
   axes = fig.subplots(len(rows), 3, sharey=True, sharex='col', squeeze=False)
   labelled = set()
@@ -257,7 +258,6 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
   fig.suptitle(f'Validation ELBO while training (protocol {", ".join(protocols)}; one line '
                'per seed' + ('; a row per machine' if machines else '') + ')'
                if curves else 'no records', fontsize=10)
-  height = 1.0 + 3.3 * len(rows)
   fig.subplots_adjust(left=0.05, right=0.83, top=1 - 0.7 / height, bottom=0.6 / height,
                       wspace=0.08, hspace=0.25)
   with results.atomic_path(path, suffix='.png') as tmp:
