@@ -343,7 +343,7 @@ def _fmt(values, digits=2):
   if not values:
     return ''
   if len(values) == 1:
-    mean, err = values[0]
+    mean, err = values[0][:2]
     return f'{mean:.{digits}f} ± {err:.{digits}f}' if err else f'{mean:.{digits}f}'
   means = [v[0] for v in values]
   mean = sum(means) / len(means)
@@ -351,11 +351,12 @@ def _fmt(values, digits=2):
   return f'{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})'
 
 
-def _per_seed(seeds, values):
+def _per_seed(values):
   """`s0 87.43 · s1 87.61`: each seed's value, in seed order ('' for fewer than two)."""
   if len(values) < 2:
     return ''
-  return ' · '.join(f's{seed} {value[0]:.2f}' for seed, value in sorted(zip(seeds, values)))
+  by_seed = sorted(values, key=lambda v: v[2])
+  return ' · '.join(f's{seed} {value:.2f}' for value, _, seed in by_seed)
 
 
 def _data_line(dataset):
@@ -463,13 +464,12 @@ def table1_markdown(records):
   vaes = {r['config']['seed']: r for r in records if r['config']['flow'] == 'vae'}
   hvaes = {(*_column(r), r['config']['seed']): r for r in records
            if r['config']['flow'] == 'hvae'}
-  nll_seeds = {c: {row: [] for row in nll_rows} for c in columns}  # the seed of each NLL value
   for r in records:
     m = r['metrics']
     cell = cells[_column(r)]
+    seed = r['config']['seed']  # each cell value is (value, its own uncertainty, seed)
     if 'nll_mean' in m:
-      cell['NLL'].append((m['nll_mean'], m.get('nll_sem', m.get('nll_std', 0.))))
-      nll_seeds[_column(r)]['NLL'].append(r['config']['seed'])
+      cell['NLL'].append((m['nll_mean'], m.get('nll_sem', m.get('nll_std', 0.)), seed))
     references = {'NLL_vs_VAE': vaes.get(r['config']['seed'])}
     if r['config']['flow'] == 'langevin':
       references.update({f'NLL_vs_{v}': hvaes.get((v, *_column(r)[1:], r['config']['seed']))
@@ -477,23 +477,22 @@ def table1_markdown(records):
     for row, reference in references.items():
       if reference is not None and reference is not r:
         try:
-          cell[row].append(paired_nll(r, reference))
-          nll_seeds[_column(r)][row].append(r['config']['seed'])
+          cell[row].append((*paired_nll(r, reference), seed))
         except ValueError:
           pass  # no per-image NLLs in one of them: the row stays empty
     if 'test_elbo' in m:
-      cell['ELBO'].append((m['test_elbo'], 0.))
+      cell['ELBO'].append((m['test_elbo'], 0., seed))
     if 'classifier_fid' in m:
-      cell['FID'].append((m['classifier_fid'], 0.))
+      cell['FID'].append((m['classifier_fid'], 0., seed))
     if 'classifier_is' in m:
-      cell['IS'].append((m['classifier_is'], m.get('classifier_is_std', 0.)))
+      cell['IS'].append((m['classifier_is'], m.get('classifier_is_std', 0.), seed))
     if 'epochs_trained' in m:
-      cell['epochs'].append((m['epochs_trained'], 0.))
+      cell['epochs'].append((m['epochs_trained'], 0., seed))
     seconds = r.get('wall_seconds', {})
     if seconds.get('train_total') is not None:
-      cell['minutes'].append((seconds['train_total'] / 60., 0.))
+      cell['minutes'].append((seconds['train_total'] / 60., 0., seed))
     if seconds.get('train_cpu_total') is not None:
-      cell['cpu_minutes'].append((seconds['train_cpu_total'] / 60., 0.))
+      cell['cpu_minutes'].append((seconds['train_cpu_total'] / 60., 0., seed))
   header = '| | ' + ' | '.join(map(_column_title, columns)) + ' |'
   lines = [header, '|---' * (len(columns) + 1) + '|']
   names = {'NLL': 'NLL (nats)', 'NLL_vs_VAE': 'NLL − VAE of the same seed (paired)',
@@ -511,7 +510,7 @@ def table1_markdown(records):
     if row in nll_rows and any(len(cells[c][row]) > 1 for c in columns):
       # Several seeds: their values too, so that a reader sees whether every seed agrees.
       lines.append('| … per seed | ' + ' | '.join(
-          _per_seed(nll_seeds[c][row], cells[c][row]) for c in columns) + ' |')
+          _per_seed(cells[c][row]) for c in columns) + ' |')
   devices = sorted({r['environment']['device'] for r in records})
   precisions = sorted({r['config'].get('precision', 'float32') for r in records})
   seeds = {c: sorted(r['config']['seed'] for r in records if _column(r) == c) for c in columns}
