@@ -351,12 +351,44 @@ def _fmt(values, digits=2):
   return f'{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})'
 
 
-def _per_seed(values):
-  """`s0 87.43 · s1 87.61`: each seed's value, in seed order ('' for fewer than two)."""
+def _per_seed(values, interval=False):
+  """`s0 87.43 · s1 87.61`: each seed's value, in seed order ('' for fewer than two).
+
+  With `interval`, the 95 % Student-t interval of the seeds' mean follows (for paired
+  differences, where the question is whether the mean over seeds excludes zero).
+  """
   if len(values) < 2:
     return ''
   by_seed = sorted(values, key=lambda v: v[2])
-  return ' · '.join(f's{seed} {value:.2f}' for value, _, seed in by_seed)
+  text = ' · '.join(f's{seed} {value:.2f}' for value, _, seed in by_seed)
+  if interval:
+    low, high = t_interval([v[0] for v in values])
+    text += f'; 95 % t interval {low:.2f} to {high:.2f}'
+  return text
+
+
+def t_interval(values, confidence=0.95):
+  """The Student-t confidence interval of the mean of `values` (n >= 2 independent draws).
+
+  Returns:
+    `(low, high)`: mean -+ t(1 - (1 - confidence) / 2, n - 1) * std / sqrt(n), std with n - 1.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
+  n = len(values)
+  if n < 2:
+    raise ValueError(f't_interval needs at least 2 values, got {n}.')
+  mean = sum(values) / n
+  std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+  t = float(tfp.distributions.StudentT(df=np.float64(n - 1), loc=np.float64(0.),
+                                       scale=np.float64(1.)).quantile(0.5 + confidence / 2.))
+  return mean - t * std / n ** 0.5, mean + t * std / n ** 0.5
+
+
+def _seed_differences(reference_seed, differences):
+  """`s1 − s0 0.19 ± 0.18 · ...`: each seed's paired NLL difference to `reference_seed`'s."""
+  return ' · '.join(f's{seed} − s{reference_seed} {diff:.2f} ± {se:.2f}'
+                    for diff, se, seed in differences)
 
 
 def _data_line(dataset):
@@ -493,6 +525,16 @@ def table1_markdown(records):
       cell['minutes'].append((seconds['train_total'] / 60., 0., seed))
     if seconds.get('train_cpu_total') is not None:
       cell['cpu_minutes'].append((seconds['train_cpu_total'] / 60., 0., seed))
+  seed_differences = {}  # column: (lowest seed, [(NLL - its NLL, standard error, seed)])
+  for c in columns:
+    runs = sorted((r for r in records if _column(r) == c and 'nll_mean' in r['metrics']),
+                  key=lambda r: r['config']['seed'])
+    try:
+      if len(runs) > 1:
+        seed_differences[c] = (runs[0]['config']['seed'], [
+            (*paired_nll(r, runs[0]), r['config']['seed']) for r in runs[1:]])
+    except ValueError:
+      pass  # a record without per-image NLLs: no paired seed differences
   header = '| | ' + ' | '.join(map(_column_title, columns)) + ' |'
   lines = [header, '|---' * (len(columns) + 1) + '|']
   names = {'NLL': 'NLL (nats)', 'NLL_vs_VAE': 'NLL − VAE of the same seed (paired)',
@@ -508,9 +550,15 @@ def table1_markdown(records):
     lines.append(f'| {names[row]} | ' + ' | '.join(
         _fmt(cells[c][row], digits.get(row, 2)) for c in columns) + ' |')
     if row in nll_rows and any(len(cells[c][row]) > 1 for c in columns):
-      # Several seeds: their values too, so that a reader sees whether every seed agrees.
+      # Several seeds: their values too, so that a reader sees whether every seed agrees,
+      # and for a paired difference whether the seeds' mean excludes zero.
       lines.append('| … per seed | ' + ' | '.join(
-          _per_seed(cells[c][row]) for c in columns) + ' |')
+          _per_seed(cells[c][row], interval=row != 'NLL') for c in columns) + ' |')
+    if row == 'NLL' and seed_differences:
+      # How far apart two seeds of one model are, on the same images: the spread that a
+      # difference between two models has to stand out of.
+      lines.append('| … each seed − the lowest (paired) | ' + ' | '.join(
+          _seed_differences(*seed_differences.get(c, (None, []))) for c in columns) + ' |')
   devices = sorted({r['environment']['device'] for r in records})
   precisions = sorted({r['config'].get('precision', 'float32') for r in records})
   seeds = {c: sorted(r['config']['seed'] for r in records if _column(r) == c) for c in columns}
@@ -525,10 +573,13 @@ def table1_markdown(records):
       f'NLL: importance sampling with S = {config.get("nll_samples")} on '
       f'{"/".join(str(n) for n in nll_images)} test images ({"/".join(subset)} subset); one '
       'run shows ± its standard error over images, several seeds show mean ± std over seeds '
-      '(n), and "… per seed" each seed\'s value (sN: seed N). NLL − VAE (when the records keep '
-      'per-image NLLs): the difference to the same seed\'s VAE on the same images, ± its '
-      'paired standard error (one seed) or mean ± std over seeds (n); NLL − HVAE likewise, for '
-      'Langevin against the HVAE of the same K. '
+      '(n), "… per seed" each seed\'s value (sN: seed N), and "… each seed − the lowest" the '
+      'paired difference of two seeds of one model on the same images, ± its standard error '
+      '(the spread a difference between models has to stand out of). NLL − VAE (when the '
+      'records keep per-image NLLs): the difference to the same seed\'s VAE on the same images, ± its '
+      'paired standard error (one seed) or mean ± std over seeds (n), its "… per seed" row '
+      'ending with the 95 % Student-t interval of the mean over seeds; NLL − HVAE likewise, '
+      'for Langevin against the HVAE of the same K. '
       'Test ELBO: Rao-Blackwellised, on all test images.',
       _data_line(config.get('dataset', 'mnist')) +
       'FID/IS are *classifier* FID/IS (lvae_tf\'s own MNIST classifier, not Inception; '
@@ -661,8 +712,9 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 30, 40, 80, 160),
   minutes are the run's own: a warm-started run counts from its warm start, like its control.
   A run contributes to "after e epochs" only if it trained e epochs, and to "after m CPU
   minutes" once its first epoch has ended by then (a run that stopped before m keeps its final
-  best). Rows that no run reaches are left out. Each flow column has a partner: its difference
-  to the VAE *of the same seed* (paired by seed, positive favours the flow).
+  best). Rows that no run reaches are left out. A second table pairs runs by seed: each flow
+  against the VAE, Langevin against the HVAE of the same K (the difference of two models of one
+  seed, mean ± std over seeds; positive favours the first).
 
   Args:
     records: Table 1 run records with their per-epoch `history`, of one protocol.
@@ -687,8 +739,9 @@ def convergence_markdown(records, epochs=(1, 5, 10, 15, 20, 30, 40, 80, 160),
   lines += [
       '',
       f'Protocol `{protocols[0]}`. Best validation ELBO reached by that point (nats; all '
-      'validation images), mean ± std over seeds (n); "− VAE (paired)": the difference to the '
-      'VAE of the same seed, mean ± std over seeds (positive favours the flow). Epochs and CPU '
+      'validation images), mean ± std over seeds (n). "Paired by seed": the difference of two '
+      'models of the same seed, mean ± std over seeds (each flow against the VAE, Langevin '
+      'against the HVAE of the same K; positive favours the first). Epochs and CPU '
       'minutes count from the start of each run (a warm-started run: from its warm start). '
       'CPU minutes are CPU time of the training process (the budget clock of the cpu preset); '
       'wall-clock time depends on the machine\'s load and is in the figure.',
@@ -707,26 +760,38 @@ def _runs_by_column(records):
   return runs
 
 
+def _pairs(columns):
+  """The paired comparisons of a convergence table: each flow against the VAE, and Langevin
+  against each HVAE variant of the same K (`[(column, reference column), ...]`)."""
+  pairs = [(c, ('vae', 0)) for c in columns if c[0] != 'vae' and ('vae', 0) in columns]
+  return pairs + [(c, h) for c in columns if c[0] == 'langevin'
+                  for h in columns if h[0].startswith('hvae') and h[1] == c[1]]
+
+
 def _convergence_table(runs, epochs, cpu_minutes, totals=True):
-  """The lines of a convergence table of `runs` (`_runs_by_column`): header, then rows."""
+  """The lines of the convergence tables of `runs` (`_runs_by_column`).
+
+  Two tables: the models' best validation ELBO, then (if any model has a partner) the paired
+  differences by seed, `[model table lines, '', paired table lines]`.
+  """
   columns = _sorted_columns(runs)
-  vae = runs.get(('vae', 0), {})
-  flows = [c for c in columns if c[0] != 'vae']
-  header = (['', *map(_column_title, columns)] +
-            [f'{_column_title(c)} − VAE (paired)' for c in flows if vae])
-  lines = ['| ' + ' | '.join(header) + ' |', '|---' * len(header) + '|']
+  pairs = _pairs(columns)
+  model_lines = ['| ' + ' | '.join(['', *map(_column_title, columns)]) + ' |',
+                 '|---' * (len(columns) + 1) + '|']
+  paired_lines = ['| ' + ' | '.join(['paired by seed', *(
+      f'{_column_title(c)} − {_column_title(r)}' for c, r in pairs)]) + ' |',
+                  '|---' * (len(pairs) + 1) + '|']
 
   def row(label, value_of, digits=2, paired=True):
     values = {c: {seed: value_of(h) for seed, h in runs[c].items()} for c in columns}
-    if all(v is None for c in columns for v in values[c].values()):
-      return
     cells = [_mean_std(values[c].values(), digits) for c in columns]
-    if vae:
-      for c in flows:
-        cells.append('' if not paired else _mean_std(
-            [v - values[('vae', 0)][seed] for seed, v in values[c].items()
-             if v is not None and values[('vae', 0)].get(seed) is not None], digits))
-    lines.append('| ' + ' | '.join([label, *cells]) + ' |')
+    if any(cells):
+      model_lines.append('| ' + ' | '.join([label, *cells]) + ' |')
+    differences = [_mean_std([v - values[r][seed] for seed, v in values[c].items()
+                              if v is not None and values[r].get(seed) is not None], digits)
+                   for c, r in pairs]
+    if paired and any(differences):
+      paired_lines.append('| ' + ' | '.join([label, *differences]) + ' |')
 
   for e in epochs:
     row(f'after {e} epoch{"s" if e != 1 else ""}',
@@ -738,7 +803,7 @@ def _convergence_table(runs, epochs, cpu_minutes, totals=True):
     row('end of training (best)', lambda h: max(x['val_elbo'] for x in h))
     row('epochs trained', lambda h: h[-1]['epoch'], digits=0, paired=False)
     row('CPU minutes trained', lambda h: h[-1]['cpu_seconds'] / 60., digits=1, paired=False)
-  return lines
+  return model_lines + (['', *paired_lines] if len(paired_lines) > 2 else [])
 
 
 #: The largest difference in validation ELBO (nats) at any epoch between the records of one run
@@ -803,9 +868,8 @@ def _pooled_epochs_markdown(records, epochs):
     machines_of.setdefault((_column(r), r['config']['seed']), []).append(labels[machine_of(r)])
   seed_cells = [', '.join(f'{seed} ({"".join(sorted(machines_of[(c, seed)]))})'
                           for seed in sorted(runs[c])) for c in _sorted_columns(runs)]
-  width = lines[0].count(' | ') + 1  # the label column, one per model, one per pair
-  lines.append('| ' + ' | '.join(['seeds (machines)', *seed_cells] +
-                                 [''] * (width - 1 - len(seed_cells))) + ' |')
+  end = lines.index('') if '' in lines else len(lines)  # of the models' table
+  lines.insert(end, '| ' + ' | '.join(['seeds (machines)', *seed_cells]) + ' |')
   return '\n'.join([
       '', '### All machines, at equal epochs', '',
       f'A budget of CPU time decides how many epochs a run trains, not what an epoch computes. '

@@ -85,6 +85,23 @@ def _history(val_elbos, cpu_minutes_per_epoch):
            'val_elbo': v} for e, v in enumerate(val_elbos, start=1)]
 
 
+def _tables(text):
+  """The Markdown tables of `text`, each as its list of lines."""
+  tables, current = [], []
+  for line in text.splitlines() + ['']:
+    if line.startswith('|'):
+      current.append(line)
+    elif current:
+      tables.append(current)
+      current = []
+  return tables
+
+
+def _rows(table):
+  """`{row label: [cells]}` of a table's data rows."""
+  return {line.split(' | ')[0][2:]: line[:-2].split(' | ')[1:] for line in table[2:]}
+
+
 def test_convergence_table_compares_best_so_far_at_equal_epochs_and_cpu_time():
   vae0, vae1 = _record(seed=0), _record(seed=1)
   flow0, flow1 = _record(flow='langevin', k=5, seed=0), _record(flow='langevin', k=5, seed=1)
@@ -94,30 +111,91 @@ def test_convergence_table_compares_best_so_far_at_equal_epochs_and_cpu_time():
   # Langevin: 3 CPU minutes per epoch, 3 epochs.
   flow0['history'] = _history([-104., -96., -95.], 3.)
   flow1['history'] = _history([-106., -99., -97.], 3.)
-  lines = results.convergence_markdown([vae0, vae1, flow0, flow1], epochs=(1, 2, 5),
-                                       cpu_minutes=(2, 3, 5, 8, 10)).splitlines()
-  assert lines[0] == ('|  | VAE K=0 | Langevin-VAE K=5 | Langevin-VAE K=5 − VAE (paired) |')
-  rows = {line.split(' | ')[0][2:]: line.split(' | ')[1:] for line in lines[2:] if line}
+  text = results.convergence_markdown([vae0, vae1, flow0, flow1], epochs=(1, 2, 5),
+                                      cpu_minutes=(2, 3, 5, 8, 10))
+  models, paired = _tables(text)
+  assert models[0] == '|  | VAE K=0 | Langevin-VAE K=5 |'
+  assert paired[0] == '| paired by seed | Langevin-VAE K=5 − VAE K=0 |'
+  rows, differences = _rows(models), _rows(paired)
   # Epoch 1: VAE -110, -112; Langevin -104, -106; paired +6, +6.
-  assert rows['after 1 epoch'] == ['-111.00 ± 1.41 (2)', '-105.00 ± 1.41 (2)', '6.00 ± 0.00 (2) |']
+  assert rows['after 1 epoch'] == ['-111.00 ± 1.41 (2)', '-105.00 ± 1.41 (2)']
+  assert differences['after 1 epoch'] == ['6.00 ± 0.00 (2)']
   # Epoch 5: only the VAE got there (best so far -98, -99); the flows stopped at 3.
-  assert rows['after 5 epochs'] == ['-98.50 ± 0.71 (2)', '', ' |']
+  assert rows['after 5 epochs'] == ['-98.50 ± 0.71 (2)', '']
+  assert 'after 5 epochs' not in differences
   # 3 CPU minutes: VAE best of epochs 1-3 (-100, -101), Langevin its first epoch; paired -4, -5.
-  assert rows['after 3 CPU-min'] == ['-100.50 ± 0.71 (2)', '-105.00 ± 1.41 (2)',
-                                     '-4.50 ± 0.71 (2) |']
+  assert rows['after 3 CPU-min'] == ['-100.50 ± 0.71 (2)', '-105.00 ± 1.41 (2)']
+  assert differences['after 3 CPU-min'] == ['-4.50 ± 0.71 (2)']
   # 2 CPU minutes: no Langevin epoch has ended yet.
-  assert rows['after 2 CPU-min'][1:] == ['', ' |']
+  assert rows['after 2 CPU-min'][1] == '' and 'after 2 CPU-min' not in differences
   # 8 CPU minutes: the VAE ended at 6 and keeps its final best (-97, -98); Langevin's second
   # epoch ended at 6, its third ends at 9 (-96, -99): paired +1, -1. 10 is past every run's end.
-  assert rows['after 8 CPU-min'] == ['-97.50 ± 0.71 (2)', '-97.50 ± 2.12 (2)', '0.00 ± 1.41 (2) |']
+  assert rows['after 8 CPU-min'] == ['-97.50 ± 0.71 (2)', '-97.50 ± 2.12 (2)']
+  assert differences['after 8 CPU-min'] == ['0.00 ± 1.41 (2)']
   assert 'after 10 CPU-min' not in rows
-  assert rows['end of training (best)'] == ['-97.50 ± 0.71 (2)', '-96.00 ± 1.41 (2)',
-                                            '1.50 ± 0.71 (2) |']
-  assert rows['epochs trained'] == ['6 ± 0 (2)', '3 ± 0 (2)', ' |']
+  assert rows['end of training (best)'] == ['-97.50 ± 0.71 (2)', '-96.00 ± 1.41 (2)']
+  assert differences['end of training (best)'] == ['1.50 ± 0.71 (2)']
+  assert rows['epochs trained'] == ['6 ± 0 (2)', '3 ± 0 (2)']
+  assert 'epochs trained' not in differences
   with pytest.raises(ValueError, match='one protocol'):
     results.convergence_markdown([vae0, _record(seed=2, train_minutes=1.)])
   with pytest.raises(ValueError, match='per-epoch history'):
     results.convergence_markdown([_record()])
+
+
+def test_convergence_pairs_langevin_with_the_hvae_of_its_k_and_seed():
+  runs = {(flow, k, seed): _record(flow=flow, k=k, seed=seed)
+          for flow, k, seed in (('langevin', 5, 0), ('langevin', 5, 1), ('hvae', 5, 0),
+                                ('hvae', 5, 1), ('hvae', 1, 0))}
+  runs['langevin', 5, 0]['history'] = _history([-104., -96.], 1.)
+  runs['langevin', 5, 1]['history'] = _history([-106., -97.], 1.)
+  runs['hvae', 5, 0]['history'] = _history([-101., -97.], 2.)
+  runs['hvae', 5, 1]['history'] = _history([-102., -99.], 2.)
+  runs['hvae', 1, 0]['history'] = _history([-150., -140.], 1.)  # another K: never its partner
+  _, paired = _tables(results.convergence_markdown(list(runs.values()), epochs=(1, 2),
+                                                   cpu_minutes=(2,)))
+  assert paired[0] == '| paired by seed | Langevin-VAE K=5 − HVAE cached (K+1) K=5 |'  # no VAE
+  differences = _rows(paired)
+  # Epoch 1: -104 + 101 = -3 and -106 + 102 = -4; epoch 2: +1 and +2.
+  assert differences['after 1 epoch'] == ['-3.50 ± 0.71 (2)']
+  assert differences['after 2 epochs'] == ['1.50 ± 0.71 (2)']
+  # 2 CPU minutes: Langevin's second epoch (-96, -97) against HVAE's first (-101, -102).
+  assert differences['after 2 CPU-min'] == ['5.00 ± 0.00 (2)']
+
+
+def test_t_interval_is_the_closed_form():
+  # n = 2: mean 1, std sqrt(2), t(0.975, 1) = 12.7062: 1 -+ 12.7062.
+  low, high = results.t_interval([0., 2.])
+  assert (low, high) == (pytest.approx(1. - 12.7062047), pytest.approx(1. + 12.7062047))
+  # n = 3: values -0.46, -0.66, -0.47: mean -0.53, std 0.1127, t(0.975, 2) = 4.30265.
+  low, high = results.t_interval([-0.46, -0.66, -0.47])
+  half = 4.30265273 * 0.11269428 / 3 ** 0.5
+  assert (low, high) == (pytest.approx(-0.53 - half), pytest.approx(-0.53 + half))
+  with pytest.raises(ValueError, match='at least 2'):
+    results.t_interval([1.])
+
+
+def test_table1_shows_how_far_apart_seeds_are_and_the_interval_of_a_paired_mean():
+  subset = {'kind': 'random', 'seed': 0, 'sha256_of_indices': 'abc'}
+  per_image = {('vae', 0): [1., 2., 6.], ('vae', 1): [2., 2., 8.], ('vae', 2): [1., 3., 6.],
+               ('langevin', 0): [2., 3., 7.], ('langevin', 1): [3., 3., 9.5],
+               ('langevin', 2): [2., 4.5, 7.]}
+  records = []
+  for (flow, seed), nlls in per_image.items():
+    record = _record(flow=flow, k=5 if flow == 'langevin' else 0, seed=seed,
+                     nll=sum(nlls) / 3)
+    record['metrics'].update(nll_per_image=nlls, nll_subset=subset)
+    records.append(record)
+  rows = _rows(_tables(results.table1_markdown(records[::-1]))[0])  # in any order
+  # VAE seed 1 - seed 0: +1, 0, +2 (mean 1, standard error 1 / sqrt(3)); seed 2 - seed 0: 0,
+  # +1, 0. Langevin: +1, 0, +2.5 (mean 7/6, standard error sqrt(19/36)); 0, +1.5, 0.
+  assert rows['… each seed − the lowest (paired)'] == [
+      's1 − s0 1.00 ± 0.58 · s2 − s0 0.33 ± 0.33', 's1 − s0 1.17 ± 0.73 · s2 − s0 0.50 ± 0.50']
+  # Langevin - VAE by seed (the mean per-image difference): 1, 7/6, 7/6: mean 1.11, std 0.10.
+  assert rows['NLL − VAE of the same seed (paired)'] == ['', '1.11 ± 0.10 (3)']
+  low, high = results.t_interval([1., 7 / 6, 7 / 6])
+  assert rows['… per seed'][-1] == (  # the last '… per seed' row: that of NLL − VAE
+      f's0 1.00 · s1 1.17 · s2 1.17; 95 % t interval {low:.2f} to {high:.2f}')
 
 
 def _ablation_record(seed, nll, **overrides):
@@ -332,8 +410,9 @@ def test_each_machine_gets_its_own_table_seeds_never_averaged_across(tmp_path):
   runs[2]['history'] = _history([-120., -90.], 1.)
   text = results.convergence_markdown(runs[:3], epochs=(1,), cpu_minutes=(3,))
   _, zen4, test = text.split('### Machine ')
-  assert '| after 1 epoch | -110.00 | -104.00 | 6.00 |' in test
-  assert '| after 1 epoch | -120.00 |' in zen4 and 'Langevin' not in zen4
+  assert '| after 1 epoch | -110.00 | -104.00 |' in test
+  assert '| after 1 epoch | 6.00 |' in test  # paired with the VAE of its seed
+  assert '| after 1 epoch | -120.00 |' in zen4 and 'Langevin-VAE' not in zen4
   # The figure draws both machines' runs (dotted for the second machine).
   from lvae_tf import visualize  # pylint: disable=g-import-not-at-top
   path = tmp_path / 'convergence.png'
@@ -363,15 +442,15 @@ def test_equal_epochs_pool_seeds_across_machines_only_if_a_run_retraces_itself()
   per_machine, pooled = text.split('### All machines, at equal epochs')
   assert per_machine.count('### Machine ') == 2
   assert 'VAE K=0 seed 0 on A and B: 2 common epochs, validation ELBO within 2e-05 nats' in pooled
-  rows = {line.split(' | ')[0][2:]: line.split(' | ')[1:] for line in pooled.splitlines()
-          if line.startswith('| ')}
+  models, paired = _tables(pooled)
+  rows, differences = _rows(models), _rows(paired)
   # Epoch 1: VAE seeds 0 (-110, either machine) and 1 (-114); Langevin 0 (-104) and 1 (-108);
   # paired by seed +6, +6.
-  assert rows['after 1 epoch'] == ['-112.00 ± 2.83 (2)', '-106.00 ± 2.83 (2)',
-                                   '6.00 ± 0.00 (2) |']
+  assert rows['after 1 epoch'] == ['-112.00 ± 2.83 (2)', '-106.00 ± 2.83 (2)']
+  assert differences['after 1 epoch'] == ['6.00 ± 0.00 (2)']
   # Epoch 3: seed 0 counts with its longest history (Zen 4's), once; no flow got there.
-  assert rows['after 3 epochs'] == ['-98.50 ± 0.71 (2)', '', ' |']
-  assert rows['seeds (machines)'] == ['0 (AB), 1 (A)', '0 (B), 1 (A)', ' |']
+  assert rows['after 3 epochs'] == ['-98.50 ± 0.71 (2)', '']
+  assert rows['seeds (machines)'] == ['0 (AB), 1 (A)', '0 (B), 1 (A)']
   assert not any('CPU-min' in label for label in rows)  # equal CPU time stays per machine
   # The same run 0.5 nats apart on two machines: the machines train differently, no pooling.
   zen4_vae0['history'][1]['val_elbo'] = -99.5
