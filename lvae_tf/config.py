@@ -153,6 +153,16 @@ class Config:
   data_dir: str = _field('', 'runtime', 'TFDS data directory (for TFDS datasets).')
   preset: str = _field('custom', 'runtime', 'Preset the defaults came from.')
   verbose: int = _field(2, 'runtime', 'Keras fit verbosity: 0 silent, 1 progress bar, 2 lines.')
+  # The NLL curve adds metrics; it changes no other number of the record, so it is not part
+  # of the protocol (records with and without a curve share their table).
+  checkpoint_epochs: str = _field(
+      '5,10,20,30,40,80,160,320,640,1280', 'runtime',
+      'Comma-separated epochs at which the best-so-far weights are kept '
+      '(checkpoints/epochs/epoch-NNNN), for the NLL curve.')
+  nll_curve_images: int = _field(
+      0, 'runtime',
+      'Test images of the NLL at each kept epoch (metrics.nll_curve; drawn inside the NLL '
+      'subset, the same for every model of a protocol, one pass); 0 = no curve.')
 
   @classmethod
   def from_preset(cls, preset='paper', **overrides):
@@ -223,11 +233,28 @@ class Config:
       need(0 <= getattr(self, name) < 2**32,
            f'{name} must be in [0, 2**32), got {getattr(self, name)}.')
     need(self.verbose in (0, 1, 2), f'verbose must be 0, 1 or 2, got {self.verbose}.')
+    try:
+      self.curve_epochs()
+    except ValueError:
+      raise ConfigError(f'checkpoint_epochs must be comma-separated positive integers, got '
+                        f'{self.checkpoint_epochs!r}.') from None
+    need(self.nll_curve_images >= 0,
+         f'nll_curve_images must be >= 0 (0 = no curve), got {self.nll_curve_images}.')
     need(self.preset in PRESETS or self.preset == 'custom',
          f'preset must be one of {tuple(PRESETS)}, got {self.preset!r}.')
     need(self.train_images == 0 or self.train_images >= self.batch_size,
          f'batch_size {self.batch_size} exceeds the {self.train_images} training images '
          '(--train_images).')
+
+  def curve_epochs(self):
+    """The sorted epochs of `checkpoint_epochs` (ValueError if it is not a list of them)."""
+    text = self.checkpoint_epochs
+    if not isinstance(text, str):
+      raise ValueError(text)
+    epochs = sorted({int(e) for e in text.split(',') if e.strip()})
+    if any(e <= 0 for e in epochs):
+      raise ValueError(text)
+    return epochs
 
   # -- Identity. ---------------------------------------------------------------
 
@@ -340,7 +367,7 @@ def protocol_name(config):
 PRESETS = {
     # The paper's budget reads "steps" as epochs (math.md section 5): 50 steps of batch 1000.
     'paper': dict(batch_size=1000, steps_per_epoch=50, max_epochs=2000, patience=100,
-                  nll_samples=1000, nll_passes=3),
+                  nll_samples=1000, nll_passes=3, nll_curve_images=1000),
     # The CPU protocol (README "Table 1"): batch 100, Adamax 1e-3, validation on all 10k
     # every epoch of 500 steps, early stopping after 10 epochs without improvement, a budget
     # of 60 CPU-minutes of training per model (about 35 wall-clock minutes on an idle 2-core
@@ -353,7 +380,7 @@ PRESETS = {
     'cpu': dict(hvae_gradient='cached', precision='float32', batch_size=100, learning_rate=1e-3,
                 steps_per_epoch=500, max_epochs=1000,
                 patience=10, train_minutes=60., budget_clock='cpu', nll_samples=1000, nll_passes=1,
-                nll_test_images=2000, nll_subset='random'),
+                nll_test_images=2000, nll_subset='random', nll_curve_images=500),
     # Smoke runs, about 10 minutes for K = 10 on a 2-core CPU: batch 100, lr 1e-3, 1,200 steps,
     # validation on 2,000 images, NLL with S = 100 on 500 test images, one pass.
     'quick': dict(batch_size=100, learning_rate=1e-3, steps_per_epoch=200, max_epochs=6,

@@ -15,10 +15,12 @@ continues from its last completed epoch and ends with the same weights as an uni
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import json
 import math
 import os
+import shutil
 import time
 
 import numpy as np
@@ -113,11 +115,15 @@ class ResumableTraining(keras.callbacks.Callback):
       each epoch.
     budget_clock: 'wall' (elapsed seconds) or 'cpu' (CPU seconds of this process).
     monitor: the epoch log to maximise.
+    keep_epochs: epochs at whose end the best weights so far are kept as
+      `checkpoints/epochs/epoch-NNNN` (`kept_epoch_checkpoint`), for the NLL curve.
   """
 
   def __init__(self, workdir, model, patience, budget_seconds=0., budget_clock='wall',
-               monitor='val_elbo'):
+               monitor='val_elbo', keep_epochs=()):
     super().__init__()
+    self.workdir = workdir
+    self.keep_epochs = frozenset(keep_epochs)
     self.budget_clock = budget_clock
     self.monitor = monitor
     self.patience = patience
@@ -150,6 +156,8 @@ class ResumableTraining(keras.callbacks.Callback):
           self.latest.latest_checkpoint).assert_existing_objects_matched()
     epoch = int(self.epoch.numpy())
     self._truncate_history(epoch)
+    for staging in glob.glob(_kept_dir(self.workdir, 0)[:-len('0000')] + '*.tmp-*'):
+      shutil.rmtree(staging, ignore_errors=True)  # a copy cut by a kill (`_keep_best`)
     return epoch
 
   @property
@@ -214,6 +222,9 @@ class ResumableTraining(keras.callbacks.Callback):
       recovery.save_checkpoint(self.best_weights, epoch + 1)
     else:
       self.wait.assign_add(1)
+    if epoch + 1 in self.keep_epochs:
+      _keep_best(self.workdir, self.best_weights.latest_checkpoint, epoch + 1,
+                 int(self.best_epoch.numpy()) + 1)
     self.epoch.assign(epoch + 1)
     if self.wait.numpy() >= self.patience > 0:
       self.stopped.assign(True)
@@ -227,6 +238,47 @@ class ResumableTraining(keras.callbacks.Callback):
     # History first: a line without its checkpoint is cut on resume; the reverse would be lost.
     results.append_text(self.history_path, json.dumps(row, sort_keys=True) + '\n')
     recovery.save_checkpoint(self.latest, epoch + 1)
+
+
+def _kept_dir(workdir, epoch):
+  return os.path.join(workdir, 'checkpoints', 'epochs', f'epoch-{epoch:04d}')
+
+
+def _keep_best(workdir, best_prefix, epoch, best_epoch):
+  """Copies the best checkpoint (`best_prefix`) to `checkpoints/epochs/epoch-NNNN`, whole or not.
+
+  The copy goes to a temporary directory renamed into place, so a kill leaves either the
+  previous copy (a resumed run makes it again: training is deterministic in the step) or none.
+  """
+  target = _kept_dir(workdir, epoch)
+  staging = f'{target}.tmp-{os.getpid()}'
+  shutil.rmtree(staging, ignore_errors=True)
+  try:
+    os.makedirs(staging)
+    for path in glob.glob(best_prefix + '.*'):
+      shutil.copy2(path, os.path.join(staging, 'ckpt' + path[len(best_prefix):]))
+    results.write_json_atomic(os.path.join(staging, 'kept.json'),
+                              {'epoch': epoch, 'best_epoch': best_epoch})
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+  except OSError as e:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise results.WriteError(f'could not keep the epoch-{epoch} checkpoint in {target!r}: '
+                             f'{e}') from e
+
+
+def kept_epoch_checkpoint(workdir, epoch):
+  """`(prefix, best_epoch)` of the weights kept at the end of `epoch`, or `(None, None)`."""
+  directory = _kept_dir(workdir, epoch)
+  try:
+    with open(os.path.join(directory, 'kept.json')) as f:
+      best_epoch = int(json.load(f)['best_epoch'])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None, None
+  prefix = os.path.join(directory, 'ckpt')
+  if not os.path.exists(prefix + '.index'):
+    return None, None
+  return prefix, best_epoch
 
 
 class SafePoints(keras.callbacks.Callback):
@@ -400,6 +452,52 @@ def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
           'nll_per_image': [round(float(v), 4) for v in image_means]}
 
 
+def nll_curve(model, workdir, config, test_images, nll_index, history, epochs, binarized=False,
+              chief=True):
+  """NLL of the weights kept at each of `config.curve_epochs()` up to `epochs` (the curve).
+
+  Each point restores the best weights as of that epoch (`checkpoints/epochs/epoch-NNNN`) into
+  `model` and measures the NLL, as `evaluate_nll` does, on the first `nll_curve_images` images
+  of the NLL subset (the same images for every model of a protocol, so points pair across
+  models). Each point resumes from its own partial file (`nll_curve/epoch-NNNN.jsonl`).
+  `model`'s weights are changed: call it last.
+
+  Returns:
+    A list of `{epoch, best_epoch, train_cpu_minutes, nll_mean, nll_sem, nll_test_images,
+    nll_samples, nll_per_image}`, one per kept epoch found, in epoch order.
+  """
+  cpu_minutes = {row['epoch']: row['cpu_seconds'] / 60. for row in history
+                 if isinstance(row.get('cpu_seconds'), (int, float))}
+  n = min(config.nll_curve_images, len(nll_index))
+  index = nll_subset_indices(len(test_images), dataclasses.replace(config, nll_test_images=n))
+  images = test_images[index]
+  indices_sha = hashlib.sha256(np.asarray(index, np.int64).tobytes()).hexdigest()[:16]
+  curve = []
+  for epoch in config.curve_epochs():
+    if epoch > epochs:
+      break
+    prefix, best_epoch = kept_epoch_checkpoint(workdir, epoch)
+    if prefix is None:
+      continue  # trained before checkpoints were kept (or not the chief's directory)
+    tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+    if config.verbose:
+      print(f'NLL curve: epoch {epoch} (best weights of epoch {best_epoch}), {n} images.',
+            flush=True)
+    partial = os.path.join(workdir, 'nll_curve', f'epoch-{epoch:04d}.jsonl') if chief else None
+    if partial:
+      os.makedirs(os.path.dirname(partial), exist_ok=True)
+    point = evaluate_nll(model, images, dataclasses.replace(config, nll_passes=1), config.seed,
+                         progress=config.verbose > 0, binarized=binarized, partial_path=partial,
+                         identity={'weights': weights_fingerprint(model),
+                                   'indices': indices_sha})
+    curve.append({'epoch': epoch, 'best_epoch': best_epoch,
+                  'train_cpu_minutes': cpu_minutes.get(epoch),
+                  'nll_mean': point['nll_mean'], 'nll_sem': point['nll_sem'],
+                  'nll_test_images': n, 'nll_samples': config.nll_samples,
+                  'nll_per_image': point['nll_per_image']})
+  return curve
+
+
 def sample_quality(model, test_images, num_samples, seed):
   """Classifier FID (vs the grey-level test set) and classifier IS of model samples.
 
@@ -503,7 +601,8 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
     model.optimizer.build(model.trainable_variables)
     state = ResumableTraining(workdir, model, config.patience,
                               budget_seconds=60. * config.train_minutes,
-                              budget_clock=config.budget_clock)
+                              budget_clock=config.budget_clock,
+                              keep_epochs=config.curve_epochs())
   initial_epoch = state.restore()
   warm_checkpoint = None
   if config.warm_start and initial_epoch == 0:
@@ -570,8 +669,18 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   quality = sample_quality(model, test_images, fid_samples,
                            seed=config.seed) if fid_samples else {}
   quality_seconds = time.time() - t0
-
+  t0 = time.time()
   epochs = int(state.epoch.numpy())
+  curve = nll_curve(model, workdir, config, test_images, nll_index, state.history(), epochs,
+                    binarized=binarized, chief=chief) if config.nll_curve_images else []
+  if curve:
+    final = {k: nll[k] for k in ('nll_mean', 'nll_sem', 'nll_per_image')}
+    curve.append({'epoch': epochs, 'best_epoch': int(state.best_epoch.numpy()) + 1,
+                  'train_cpu_minutes': float(state.cpu_seconds.numpy()) / 60.,
+                  'nll_test_images': len(nll_index), 'nll_samples': config.nll_samples,
+                  'final': True, **final})
+  curve_seconds = time.time() - t0
+
   record = {
       'kind': 'table1_run',
       'run_name': os.path.basename(os.path.normpath(workdir)),
@@ -596,13 +705,15 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
                          else 'max_epochs' if epochs >= config.max_epochs else 'not finished'),
           'flow_parameters': model.flow_parameters(),
           **quality,
+          **({'nll_curve': curve} if curve else {}),
       },
       'history': state.history(),
       'wall_seconds': {'train_total': float(state.train_seconds.numpy()),
                        'train_cpu_total': float(state.cpu_seconds.numpy()),
                        'train_this_invocation': train_seconds,
                        'test_elbo': elbo_seconds, 'nll': nll_seconds,
-                       'sample_quality': quality_seconds},
+                       'sample_quality': quality_seconds,
+                       **({'nll_curve': curve_seconds} if curve else {})},
   }
   record['environment']['replicas'] = strategy.num_replicas_in_sync
   record['environment']['task'] = ('chief' if chief else _task_name(strategy))

@@ -303,3 +303,30 @@ def test_grid_script_warm_starts_from_its_vae_and_draws_every_protocol(tmp_path)
   # No Keras epoch line ("Epoch 1/3"): nothing trained.
   assert not re.search(r'^Epoch \d+/', again.stdout, re.M)
   assert 'already published' in again.stdout + again.stderr
+
+
+def test_nll_curve_points_are_the_kept_best_weights_measured_on_the_nll_subset(mnist, tmp_path):
+  """The curve's epoch-E point is the NLL of the best weights as of epoch E, on the first
+  `nll_curve_images` of the NLL subset: with the whole subset and one pass it equals the final
+  NLL of a run stopped at E (same weights, images, binarisation and noise)."""
+  config = _tiny(flow='langevin', num_steps=2, max_epochs=3, patience=0, nll_passes=1,
+                 checkpoint_epochs='1,2', nll_curve_images=50)
+  record = train.train_and_evaluate(config, str(tmp_path / 'three'), mnist)
+  curve = record['metrics']['nll_curve']
+  assert [p['epoch'] for p in curve] == [1, 2, 3]
+  assert curve[-1]['final'] and curve[-1]['nll_mean'] == record['metrics']['nll_mean']
+  history = {row['epoch']: row for row in record['history']}
+  for point in curve[:2]:
+    assert point['nll_test_images'] == 50 and len(point['nll_per_image']) == 50
+    assert point['train_cpu_minutes'] == history[point['epoch']]['cpu_seconds'] / 60.
+    assert point['best_epoch'] <= point['epoch']
+  two = train.train_and_evaluate(dataclasses.replace(config, max_epochs=2),
+                                 str(tmp_path / 'two'), mnist)
+  assert two['metrics']['best_epoch'] == curve[1]['best_epoch']
+  np.testing.assert_allclose(curve[1]['nll_mean'], two['metrics']['nll_mean'], rtol=1e-6)
+  np.testing.assert_allclose(curve[1]['nll_per_image'], two['metrics']['nll_per_image'],
+                             atol=2e-4)  # per-image values are stored rounded to 1e-4
+  # A smaller curve subset is drawn inside the NLL subset (the same permutation, cut shorter).
+  small = train.nll_subset_indices(200, dataclasses.replace(config, nll_test_images=20))
+  full = train.nll_subset_indices(200, config)
+  assert set(small) <= set(full)
