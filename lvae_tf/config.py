@@ -96,6 +96,11 @@ class Config:
       None, 'training',
       'Initial Langevin damping nu0 > 0. Unset: matched to HVAE, K nu0 tau0 = (1/2) ln T0 '
       '(math.md section 6).')
+  min_step_size: float = _field(
+      0., 'training',
+      'Langevin: floor of the learned step size, tau = floor + (0.5 - floor) sigmoid(theta), '
+      'in [0, step_size]; 0 = no floor (the paper). Keeps a K = 1 flow from switching itself '
+      'off by shrinking its step.')
   damping_shape: str = _field(
       'per_dimension', 'training',
       'Langevin damping: one nu per latent dimension, or one scalar nu (the paper).')
@@ -211,6 +216,9 @@ class Config:
          '(use --flow=vae for K = 0).')
     need(_finite(self.step_size) and 0 < self.step_size < 0.5,
          f'step_size must be in (0, 0.5), got {self.step_size}.')
+    need(_finite(self.min_step_size) and 0 <= self.min_step_size <= self.step_size,
+         f'min_step_size must be in [0, step_size = {self.step_size}], got '
+         f'{self.min_step_size}.')
     need(self.damping is None or (_finite(self.damping) and self.damping > 0),
          f'damping must be a finite number > 0 (or unset for the matched default), got '
          f'{self.damping}.')
@@ -303,6 +311,7 @@ _READERS = {
     'initial_temperature': ('hvae', 'langevin'),  # Langevin: the matched damping
     'damping': ('langevin',),
     'damping_shape': ('langevin',),
+    'min_step_size': ('langevin',),
     'step_size': ('hvae', 'langevin'),
     'learn_flow': ('hvae', 'langevin'),
 }
@@ -318,7 +327,7 @@ def _normalise_for_flow(values, flow):
 # records did. At that value a field is left out of the hashes, so existing run names and
 # protocols keep their hash (and their checkpoints and tables) when a field is added; a saved
 # identity without the field reads as that value. Add every new Config field here.
-LATER_FIELDS = {}
+LATER_FIELDS = {'min_step_size': 0.}
 
 
 def _short_hash(values, n=6):

@@ -272,3 +272,17 @@ def test_auto_precision_picks_bf16_only_on_recent_gpus(monkeypatch, capability, 
   assert builder.resolve_precision('auto') == expected
   assert builder.resolve_precision('float32') == 'float32'
   assert builder.resolve_precision('mixed_bfloat16') == 'mixed_bfloat16'
+
+
+def test_step_size_floor_bounds_the_learned_step_and_is_exact_without_floor():
+  """tau = floor + (0.5 - floor) sigmoid(theta): starts at step_size, never below the floor;
+  without a floor the initial logit and tau are bit-identical to 0.5 sigmoid(logit(2 step))."""
+  floored = models.LangevinVAE(num_steps=1, step_size=0.2, min_step_size=0.1, latent_dim=4)
+  np.testing.assert_allclose(floored.step_size.numpy(), 0.2, rtol=1e-6)
+  floored.step_size_logit.assign(tf.fill([4], -50.))  # as far down as training could push it
+  np.testing.assert_allclose(floored.step_size.numpy(), 0.1, rtol=1e-6)
+  plain = models.LangevinVAE(num_steps=1, step_size=0.2, latent_dim=4)
+  expected = 0.5 * tf.sigmoid(tf.constant(np.log(0.4 / 0.6), tf.float32))
+  np.testing.assert_array_equal(plain.step_size.numpy(), np.full(4, expected.numpy()))
+  with pytest.raises(ValueError, match='min_step_size'):
+    models.LangevinVAE(num_steps=1, step_size=0.2, min_step_size=0.3, latent_dim=4)

@@ -42,8 +42,8 @@ def build_model(config, output_bias=0., gradient_counter=None, precision=None):
 
   Args:
     config: an `lvae_tf.config.Config`; reads `flow`, `num_steps`, `latent_dim`, `activation`,
-      `init`, `seed`, `precision`, `learn_flow`, `step_size`, the initial damping and
-      `damping_shape` (Langevin) and `tempering`, `initial_temperature`, `hvae_gradient`
+      `init`, `seed`, `precision`, `learn_flow`, `step_size`, the initial damping,
+      `damping_shape` and `min_step_size` (Langevin) and `tempering`, `initial_temperature`, `hvae_gradient`
       (HVAE).
     output_bias: initial decoder output bias (logit of the mean pixel, e.g.
       `output_bias_from_images`).
@@ -63,7 +63,8 @@ def build_model(config, output_bias=0., gradient_counter=None, precision=None):
   flow_kwargs = dict(num_steps=config.num_steps, learn_flow=config.learn_flow,
                      step_size=config.step_size)
   if config.flow == 'langevin':
-    flow_kwargs.update(damping=config.initial_damping(), damping_shape=config.damping_shape)
+    flow_kwargs.update(damping=config.initial_damping(), damping_shape=config.damping_shape,
+                       min_step_size=config.min_step_size)
   else:
     flow_kwargs.update(tempering=config.tempering,
                        initial_temperature=config.initial_temperature,

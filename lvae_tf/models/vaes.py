@@ -48,7 +48,8 @@ class LangevinVAE(FlowVAE):
   """Langevin-VAE: K quasi-symplectic Langevin steps (math.md section 1), one gradient each.
 
   Learned per-dimension step size `tau = 0.5 * sigmoid(theta_tau)` (the transform HVAE uses for
-  its leapfrog step size, so both flows are parameterised alike) and damping
+  its leapfrog step size, so both flows are parameterised alike; with `min_step_size` > 0,
+  `tau = floor + (0.5 - floor) sigmoid(theta_tau)`) and damping
   `nu = softplus(theta_nu)`. The flow's log-det is `-K sum_d nu_d tau_d` (paper Theorem 2 with
   the dimension factor; it enters the ELBO with a minus sign, math.md section 2).
 
@@ -59,12 +60,15 @@ class LangevinVAE(FlowVAE):
 
   def __init__(self, num_steps=10, step_size=0.2, damping=None,
                damping_shape='per_dimension', learn_flow=True,
-               initial_temperature=1.5, **kwargs):
+               initial_temperature=1.5, min_step_size=0., **kwargs):
     kwargs.setdefault('name', 'langevin_vae')
     if num_steps < 1:
       raise ValueError(
           f'LangevinVAE needs num_steps >= 1, got {num_steps} (use VAE for K = 0).')
     _check_range('step_size', step_size, 0., 0.5)
+    if not 0. <= min_step_size <= step_size:
+      raise ValueError(f'min_step_size must be in [0, step_size = {step_size}], got '
+                       f'{min_step_size}.')
     if damping is None:
       damping = config_lib.matched_damping(num_steps, step_size,
                                            initial_temperature)
@@ -77,9 +81,12 @@ class LangevinVAE(FlowVAE):
     super().__init__(num_steps=num_steps, **kwargs)
     d = self.latent_dim
     self.damping_shape = damping_shape
+    self.min_step_size = float(min_step_size)
+    # (step - floor) / (0.5 - floor) is 2 * step exactly for floor 0 (a power-of-two divisor).
     self.step_size_logit = self.add_weight(
         name='step_size_logit', shape=[d], trainable=learn_flow,
-        initializer=keras.initializers.Constant(_logit(2. * step_size)))
+        initializer=keras.initializers.Constant(
+            _logit((step_size - self.min_step_size) / (0.5 - self.min_step_size))))
     self.damping_raw = self.add_weight(
         name='damping_raw', shape=[d] if damping_shape == 'per_dimension' else [],
         trainable=learn_flow,
@@ -87,7 +94,10 @@ class LangevinVAE(FlowVAE):
 
   @property
   def step_size(self):
-    return 0.5 * tf.sigmoid(self.step_size_logit)
+    """tau in [min_step_size, 0.5): `0.5 sigmoid(theta)` when there is no floor."""
+    if not self.min_step_size:
+      return 0.5 * tf.sigmoid(self.step_size_logit)
+    return self.min_step_size + (0.5 - self.min_step_size) * tf.sigmoid(self.step_size_logit)
 
   @property
   def damping(self):
