@@ -45,7 +45,7 @@ table1-grid: $(STAMP)
 table1-grid-cpu: $(STAMP)
 	PRESET=cpu experiments/table1_grid.sh
 
-# The damping ablation (README "Fair damping"), records under results/damping_ablation/K*/.
+# The damping ablation (docs/results/damping.md), records under results/damping_ablation/K*/.
 damping-ablation: $(STAMP)
 	experiments/damping_ablation.sh
 

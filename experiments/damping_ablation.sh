@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The damping ablation (README "Fair damping", docs/math.md section 6): Langevin-VAE at a fixed
+# The damping ablation (docs/results/damping.md, docs/math.md section 6): Langevin-VAE at a fixed
 # budget (the quick preset: 1,200 steps of batch 100), 3 seeds, started from
 #   K = 5: the matched damping (default), the old nu0 = 0.1, and the paper's scalar nu;
 #   K = 1: matched against 0.1 (where they differ ten-fold: 1.014 vs 0.1).

@@ -1,6 +1,6 @@
 r"""Figure 3 of the paper as a benchmark: training/test time and memory, side by side.
 
-    python -m experiments.figure3                  # CPU preset (~20 min on 2 cores)
+    python -m experiments.figure3                  # CPU preset (minutes on 2 cores)
     python -m experiments.figure3 --preset=paper   # the full grid (for a GPU)
     python -m experiments.figure3 --preset=tiny    # seconds, for CI; numbers meaningless
 

@@ -4,8 +4,8 @@
 #   experiments/run_figure3_gpu.sh [output_dir]      # default results/figure3-gpu
 #
 # The paper grid (K = 1, 5, 10; batch 1000 for time, 1200 for memory; XLA off and on; the
-# largest batch in 4 GiB by capping the GPU, one subprocess per trial) takes well under an hour
-# on a recent GPU. Run it on an otherwise idle GPU.
+# largest batch in 4 GiB by capping the GPU, one subprocess per trial) has not been run here (no
+# GPU was available), so its time is unmeasured. Run it on an otherwise idle GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-results/figure3-gpu}"

@@ -6,7 +6,9 @@ Layers (each imports only those below it):
 * `lvae_tf.data`: offline MNIST, checksums, binarisation, `tf.data` pipelines.
   (`lvae_tf.fetch_mnist` puts the MNIST file in place once; it imports no TensorFlow.)
 * `lvae_tf.models`: Keras `VAE`, `HVAE`, `LangevinVAE`, ELBO and importance-sampled NLL.
-* `lvae_tf.train`: configs, `train_and_evaluate`, result records.
+* `lvae_tf.config`: `Config` (every field once), the presets, run and protocol names;
+  `lvae_tf.config_flags` makes a flag of each field.
+* `lvae_tf.train`: `train_and_evaluate` (fit, resume, evaluate) and the run's record.
 """
 
 __version__ = '0.1.0'

@@ -21,7 +21,7 @@ named by the column, the seed and the training fields; a table groups records by
 preset and every training, budget and evaluation field), so records of different protocols are
 never averaged while seeds of one protocol are.
 
-`lvae_tf.flags.define_config_flags` turns every field into a command-line flag.
+`lvae_tf.config_flags.define_config_flags` turns every field into a command-line flag.
 """
 
 import dataclasses
@@ -377,7 +377,7 @@ PRESETS = {
     # The paper's budget reads "steps" as epochs (math.md section 5): 50 steps of batch 1000.
     'paper': dict(batch_size=1000, steps_per_epoch=50, max_epochs=2000, patience=100,
                   nll_samples=1000, nll_passes=3, nll_curve_images=1000),
-    # The CPU protocol (README "Table 1"): batch 100, Adamax 1e-3, validation on all 10k
+    # The CPU protocol (docs/results/table1.md): batch 100, Adamax 1e-3, validation on all 10k
     # every epoch of 500 steps, early stopping after 10 epochs without improvement, a budget
     # of 60 CPU-minutes of training per model (about 35 wall-clock minutes on an idle 2-core
     # machine; CPU time so that runs sharing the machine get the same compute); NLL with
@@ -390,7 +390,7 @@ PRESETS = {
                 steps_per_epoch=500, max_epochs=1000,
                 patience=10, train_minutes=60., budget_clock='cpu', nll_samples=1000, nll_passes=1,
                 nll_test_images=2000, nll_subset='random', nll_curve_images=500),
-    # Smoke runs, about 10 minutes for K = 10 on a 2-core CPU: batch 100, lr 1e-3, 1,200 steps,
+    # Smoke runs, minutes on a 2-core CPU: batch 100, lr 1e-3, 1,200 steps,
     # validation on 2,000 images, NLL with S = 100 on 500 test images, one pass.
     'quick': dict(batch_size=100, learning_rate=1e-3, steps_per_epoch=200, max_epochs=6,
                   patience=6, eval_batch_size=500, valid_images=2000, nll_samples=100,

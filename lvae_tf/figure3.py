@@ -22,9 +22,9 @@ ONE process (`run`):
 The analysis (`analyse`) adds the ratios Langevin / HVAE reference and Langevin / HVAE cached
 next to the gradient-count ratios K/2K and K/(K+1) (`compute_ratios`), a time cost model
 `t = f + u * gradients` (`cost_model`) and a per-example memory model (`memory_model`) fitted
-on the VAE and HVAE runs, and the issue's targets (`evaluate_targets`). `markdown` renders the
-report, `plot` draws the four-panel figure, `write_outputs` writes `figure3.json`, `figure3.md`
-and `figure3.png` atomically.
+on the VAE and HVAE runs, and the targets the ratios are judged against (`evaluate_targets`).
+`markdown` renders the report, `plot` draws the four-panel figure, `write_outputs` writes
+`figure3.json`, `figure3.md` and `figure3.png` atomically.
 
 Precision: each model is built in the precision of its run ('float32', or 'mixed_bfloat16':
 bf16 encoder/decoder hidden layers, float32 flow and loss, `lvae_tf.models.FlowVAE`). The
@@ -177,9 +177,9 @@ PRESETS = {
                   largest_batch_xla=('off', 'on'), fit_batches=(300, 600, 1200),
                   budget_mib=4096, largest_batch_method='auto', data='mnist',
                   precisions=('float32',)),
-    # The same grid on a 2-core CPU in ~12 minutes when the machine is otherwise idle:
-    # XLA (20-60 s to compile a K = 10 step, 3-4x slower to run on CPU) only for K = 1
-    # and 10, with fewer repeats, and no largest-batch search under XLA.
+    # The same grid sized for a 2-core CPU: XLA (slow to compile a K = 10 step, and slower to
+    # run than no XLA on CPU: docs/results/figure3.md) only for K = 1 and 10, with fewer
+    # repeats, and no largest-batch search under XLA.
     'cpu': dict(steps=(1, 5, 10), train_batch=1000, test_batch=1000,
                 memory_batch=1200, warmup=2, repeats=5, test_repeats=5,
                 xla=('off', 'on'), xla_steps=(1, 10), xla_repeats=3,
@@ -689,7 +689,7 @@ def compute_ratios(runs):
 
 
 def evaluate_targets(ratios, k=10):
-  """The issue's targets, judged on the ratios at K = `k` (else the largest K), XLA off.
+  """The targets Figure 3 is judged against, on the ratios at K = `k` (else the largest K), XLA off.
 
   Only float32 rows are judged. Each target is `{'value', 'met', 'target'}` (`met` None
   when there is no value); `num_steps` is the K judged.

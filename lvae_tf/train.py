@@ -597,7 +597,7 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
                   jit_compile=config.jit_compile)
     model(tf.zeros([1, 28, 28, 1]))  # create the weights before restoring
     # Create the optimizer slots now: otherwise the first step creates them and TF traces the
-    # (large, second-order) training step twice (measured: first call 4.3 s -> 1.6 s, K = 1).
+    # (large, second-order) training step twice, which makes the first call much slower.
     model.optimizer.build(model.trainable_variables)
     state = ResumableTraining(workdir, model, config.patience,
                               budget_seconds=60. * config.train_minutes,

@@ -1,6 +1,8 @@
-"""References resolve: cited math.md sections exist, named flags exist, nothing points outside.
+"""References resolve: cited math.md sections exist, named flags exist, links and paths exist,
+nothing points outside, and every table the documents copy from results/ equals its source.
 
-Fast and TensorFlow-free: the repository's text is read, nothing is imported.
+Fast and TensorFlow-free: the repository's text and records are read; only lvae_tf modules that
+import no TensorFlow are imported.
 """
 
 import dataclasses
@@ -14,9 +16,11 @@ import pytest
 
 from lvae_tf import config as config_lib
 from lvae_tf import config_flags
+from lvae_tf import doc_tables
+from lvae_tf import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEXT_GLOBS = ('README.md', 'docs/*.md', 'notebooks/*.ipynb', 'notebooks/*.md',
+TEXT_GLOBS = ('README.md', 'docs/**/*.md', 'notebooks/*.ipynb', 'notebooks/*.md',
               'lvae_tf/**/*.py', 'experiments/*.py', 'experiments/*.sh', 'tests/**/*.py',
               'results/**/*.md', 'Makefile', '.ci/run')
 
@@ -63,24 +67,63 @@ def test_nothing_cites_files_outside_the_repository():
   assert not hits, hits
 
 
+def _documents():
+  """README.md and every Markdown file under docs/, as repository-relative paths."""
+  return [os.path.relpath(p, ROOT) for p in doc_tables.default_documents(ROOT)]
+
+
 def test_repository_paths_in_docs_exist():
-  """Backticked or linked repository paths in README and docs name files that exist."""
-  pattern = re.compile(r'[`(]((?:results|docs|lvae_tf|experiments|tests|notebooks)/'
-                       r'[\w./-]*\w)[`)]')
+  """Backticked repository paths in README and docs name files that exist (from the root)."""
+  pattern = re.compile(r'`((?:results|docs|lvae_tf|experiments|tests|notebooks)/[\w./-]*\w)`')
   missing = []
-  for name in ['README.md', *glob.glob(os.path.join(ROOT, 'docs', '*.md'))]:
-    path = os.path.join(ROOT, name)
-    for ref in pattern.findall(_read(path)):
+  for name in _documents():
+    for ref in pattern.findall(_read(os.path.join(ROOT, name))):
       target = ref.split('::')[0]
       if not glob.glob(os.path.join(ROOT, target)):
-        missing.append((os.path.relpath(path, ROOT), ref))
+        missing.append((name, ref))
   assert not missing, missing
+
+
+def _github_anchor(heading):
+  """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, '-' for ' '."""
+  return re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+
+
+def test_github_anchor_follows_githubs_rule():
+  assert _github_anchor("A run's directory") == 'a-runs-directory'
+  assert _github_anchor('The Xeon with AMX-BF16: the most epochs per budget') == (
+      'the-xeon-with-amx-bf16-the-most-epochs-per-budget')
+  assert _github_anchor('Table 1 on 2 CPU cores') == 'table-1-on-2-cpu-cores'
+
+
+def test_relative_links_in_docs_resolve():
+  """Every relative Markdown link (text or image) in README and docs names a file or directory
+  that exists relative to the document, and a `#section` names one of the target's headings."""
+  link = re.compile(r'\]\(([^)\s]+)\)')
+  checked, broken = 0, []
+  for name in _documents():
+    directory = os.path.dirname(os.path.join(ROOT, name))
+    for target in link.findall(_read(os.path.join(ROOT, name))):
+      if re.match(r'[a-z]+:', target):
+        continue  # http(s), mailto: not ours to check
+      path, _, anchor = target.partition('#')
+      full = os.path.normpath(os.path.join(directory, path)) if path else os.path.join(ROOT, name)
+      checked += 1
+      if not os.path.exists(full):
+        broken.append((name, target, 'no such file'))
+      elif anchor:
+        anchors = {_github_anchor(h) for h in re.findall(r'^#+ (.*)$', _read(full), re.M)}
+        if anchor not in anchors:
+          broken.append((name, target, 'no such heading'))
+  assert checked > 40  # the pattern finds the links (README and docs hold ~60)
+  assert not broken, broken
 
 
 def _defined_flags():
   names = {config_flags.flag_name(f) for f in dataclasses.fields(config_lib.Config)}
   define = re.compile(r"DEFINE_\w+\(\s*'(\w+)'|add_argument\(\s*'--([\w-]+)'")
   for path in [*glob.glob(os.path.join(ROOT, 'experiments', '*.py')),
+               *glob.glob(os.path.join(ROOT, 'lvae_tf', 'cli', '*.py')),
                os.path.join(ROOT, 'lvae_tf', 'config_flags.py'),
                os.path.join(ROOT, 'lvae_tf', 'fetch_mnist.py')]:
     names.update(n for pair in define.findall(_read(path)) for n in pair if n)
@@ -119,12 +162,91 @@ def test_gitignore_ignores_no_committed_file():
   assert out.stdout == '', out.stdout
 
 
-def test_readme_tables_are_the_committed_tables():
-  """Every table the README copies from a generated file (Table 1 per machine) is that file's
-  table as committed: a README number is the records' number."""
-  from lvae_tf import results  # pylint: disable=g-import-not-at-top
+_HEADLINE_RECORDS = 'results/table1/cpu-7d1379/records/amd-epyc-2c-f25m17'
+
+
+def test_copied_tables_are_the_committed_tables():
+  """Every table README.md and docs/ copy from results/ (Table 1 per machine, the ablations,
+  the README's headline built from the records) equals its source: a number in them is the
+  records' number."""
+  copies = {}
+  for name in _documents():
+    text = _read(os.path.join(ROOT, name))
+    _, stale = doc_tables.refresh_document(text, os.path.dirname(os.path.join(ROOT, name)))
+    assert not stale, (f'{name}: tables out of date: {stale}; '
+                       'run python -m experiments.readme_tables')
+    copies[name] = text.count('<!-- table: ') + text.count('<!-- headline: ')
+  # The check has something to check: the headline and the per-machine tables are copies.
+  assert f'<!-- headline: {_HEADLINE_RECORDS} -->' in _read(os.path.join(ROOT, 'README.md'))
+  assert copies[os.path.join('docs', 'results', 'table1.md')] >= 4
+  assert copies[os.path.join('docs', 'results', 'damping.md')] == 2
+
+
+def _table_rows(markdown):
+  """`{row title: [cells]}` of a Markdown table (the header row under the key '')."""
+  rows = {}
+  for line in markdown.splitlines():
+    if line.startswith('|') and not line.startswith('|---'):
+      cells = [c.strip() for c in line.strip().strip('|').split('|')]
+      rows[cells[0]] = cells[1:]
+  return rows
+
+
+def test_headline_agrees_with_the_full_table_of_its_machine():
+  """The headline (built from the records by lvae_tf.doc_tables) and the Zen 4's table in
+  table1.md (built by lvae_tf.results) give the same NLL and Langevin − HVAE for every cell."""
+  headline = _table_rows(doc_tables.headline_table(os.path.join(ROOT, _HEADLINE_RECORDS)))
+  full = _table_rows(results.markdown_table(
+      _read(os.path.join(ROOT, 'results', 'table1', 'cpu-7d1379', 'table1.md')),
+      'family 25 model 17'))
+  columns = {title: i for i, title in enumerate(full[''])}
+  ks = [int(k.split('= ')[1]) for k in headline['test NLL (nats)']]
+  assert ks == [0, 1, 5, 10]
+  compared = 0
+  for row, full_row, title in (('VAE', 'NLL (nats)', 'VAE K={}'),
+                               ('Langevin-VAE', 'NLL (nats)', 'Langevin-VAE K={}'),
+                               ('HVAE', 'NLL (nats)', 'HVAE cached (K+1) K={}'),
+                               ('Langevin-VAE − HVAE, paired by seed',
+                                'NLL − HVAE of the same K and seed (paired)',
+                                'Langevin-VAE K={}')):
+    for k, cell in zip(ks, headline[row]):
+      column = columns.get(title.format(k))
+      expected = full[full_row][column] if column is not None else ''
+      if cell.endswith(' (1)'):  # one seed: the full table adds ± its standard error over images
+        assert expected.split(' ± ')[0] == cell[:-len(' (1)')], (row, k, cell, expected)
+      else:
+        assert cell == expected, (row, k, cell, expected)
+      compared += bool(cell)
+  assert compared == 10
+
+
+def test_headline_refuses_records_it_cannot_average(tmp_path):
+  zen4 = os.path.join(ROOT, _HEADLINE_RECORDS)
+  xeon = os.path.join(ROOT, 'results', 'table1', 'cpu-7d1379', 'records',
+                      'intel-r-xeon-r-processor-2c-f6m167')
+  name = 'vae-K0-cpu-seed0-22b11a.json'
+  mixed = tmp_path / 'mixed'
+  mixed.mkdir()
+  shutil.copy(os.path.join(zen4, name), mixed / 'zen4.json')
+  shutil.copy(os.path.join(xeon, name), mixed / 'xeon.json')
+  with pytest.raises(ValueError, match='2 machines'):
+    doc_tables.headline_table(str(mixed))
+  twice = tmp_path / 'twice'
+  twice.mkdir()
+  shutil.copy(os.path.join(zen4, name), twice / 'a.json')
+  shutil.copy(os.path.join(zen4, name), twice / 'b.json')
+  with pytest.raises(ValueError, match='two records of vae K=0 seed 0'):
+    doc_tables.headline_table(str(twice))
+  with pytest.raises(ValueError, match='no run records'):
+    doc_tables.headline_table(str(tmp_path / 'empty'))
+
+
+def test_a_changed_headline_number_is_stale_and_refreshed():
   text = _read(os.path.join(ROOT, 'README.md'))
-  assert '<!-- table: ' in text
-  _, stale = results.refresh_embedded_tables(text, ROOT)
-  assert not stale, (f'README tables out of date: {stale}; '
-                     'run python -m experiments.readme_tables')
+  assert '| 88.79 ± 0.42 (3) |' in text
+  edited = text.replace('| 88.79 ± 0.42 (3) |', '| 88.70 ± 0.42 (3) |')
+  refreshed, stale = doc_tables.refresh_document(edited, ROOT)
+  assert stale == [f'headline {_HEADLINE_RECORDS}'] and refreshed == text
+  missing = text.replace(_HEADLINE_RECORDS, 'results/table1/no-such-protocol')
+  with pytest.raises(ValueError, match='no such directory'):
+    doc_tables.refresh_document(missing, ROOT)

@@ -52,7 +52,7 @@ class GradientCounter(tf.Module):
   The count is of *requested* evaluations. Under `jit_compile=True`, XLA may
   merge identical computations: the reference leapfrog's start-of-step
   gradient equals the previous step's end-of-step one, and XLA computes it
-  once (measured on CPU: reference and cached HVAE then use the same memory),
+  once (on CPU, reference and cached HVAE then use the same memory),
   while the counter still reads 2K.
 
   #### Examples

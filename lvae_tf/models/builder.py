@@ -16,16 +16,8 @@ __all__ = ['build_model', 'resolve_precision']
 def resolve_precision(precision):
   """'auto' -> 'mixed_bfloat16' on a GPU of compute capability >= 8.0, else 'float32'.
 
-  On no CPU we measured is bf16 training faster, so 'auto' never picks it there (README
-  "Precision"; Langevin-VAE K = 5 / 10, float32 step time over bf16 step time):
-  * Intel Xeon with AMX-BF16 (oneDNN runs the convolutions and matmuls on AMX tiles): 0.98 /
-    0.98 at batch 1000, 0.98 / 1.00 at batch 100 (`results/figure3/precision-amx-b1000/`,
-    `-b100/`). The matmuls gain 2x and the convolutions 1.3x, while the elementwise ops
-    (softplus, sigmoid, products) run at half float32's speed in bf16
-    (`results/op_profile/amx-K5-b1000/`).
-  * AMD EPYC Zen 4 with AVX512-BF16 (native): 0.95 / 1.09 at batch 1000, 0.54 / 0.61 at 100.
-  * AMD EPYC Zen 3, AVX2 only (bf16 emulated): 0.09-0.14.
-  bf16 does save memory (a third of the training peak at batch 1000): ask for it by name.
+  'auto' never picks bf16 on a CPU: on no CPU measured, the AMX-BF16 Xeon included, does it
+  train faster (docs/results/precision.md). It does save memory: ask for it by name.
   """
   if precision != 'auto':
     return precision

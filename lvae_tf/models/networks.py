@@ -11,17 +11,11 @@ HVAE code's `N(0, 1 / sqrt(n_in + n_out))` with `n_in`, `n_out` the full activat
 layer's input and output, see `reference_initializer`) or `'glorot'` (Keras' default).
 
 Why not the reference initialisation by default: with softplus activations it (and Glorot)
-leaves the model on the ~207-nat plateau where the decoder ignores `z` (each pixel modelled by
-its mean). Measured on MNIST, batch 100, Adamax 5e-4, 2 CPU cores: train ELBO after
-250/500/.../2000 steps with the reference init -231, -207.5, -207.4, -206.8, -206.7, -206.8,
--206.5, -206.8 (Glorot: the same plateau; a smaller initial encoder scale s0 = 0.05 or 0.2:
-the same plateau); with He init -221, -207, -193, -174, -159, -151 (steps 250..1500); ReLU
-with the reference init -238, -203, -187, -177, -166, -157, -150, -144. Softplus halves a
-signal's variance per layer at initialisation (its slope is 1/2 at 0); the reference init's
-small weights then leave almost no `z` signal at the decoder output, and the KL term closes
-the posterior before reconstruction can use it. He init (variance 2 / fan_in) compensates.
-The reference code trained for up to 2,000 epochs and could afford a long plateau; our budgets
-cannot.
+leaves the model on the plateau where the decoder ignores `z` (each pixel modelled by its
+mean; the measurements are in docs/results/initialisation.md). Softplus halves a signal's
+variance per layer at initialisation (its slope is 1/2 at 0); the reference init's small
+weights then leave almost no `z` signal at the decoder output, and the KL term closes the
+posterior before reconstruction can use it. He init (variance 2 / fan_in) compensates.
 """
 
 import numpy as np

@@ -53,9 +53,8 @@ class LangevinVAE(FlowVAE):
   `nu = softplus(theta_nu)`. The flow's log-det is `-K sum_d nu_d tau_d` (paper Theorem 2 with
   the dimension factor; it enters the ELBO with a minus sign, math.md section 2).
 
-  The initial step size (0.2) is HVAE's, so both flows start alike. Measured on the quick CPU
-  preset: with tau0 = 0.05 a K = 1 flow barely moved `z` in 1,200 steps and its ELBO/NLL equalled
-  the plain VAE's to 0.01 nats (`results/table1`, first CPU grid, discarded).
+  The initial step size (0.2) is HVAE's, so both flows start alike (a smaller one left a K = 1
+  flow close to the identity: docs/results/damping.md, "Initial step size").
   """
 
   def __init__(self, num_steps=10, step_size=0.2, damping=None,
