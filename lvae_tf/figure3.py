@@ -1,8 +1,8 @@
 r"""Figure 3 of the paper as a benchmark: training/test time and memory, side by side.
 
 For every registered flow variant (`lvae_tf.registry`: langevin, hvae-reference, hvae-cached,
-vae) and K in `steps` (a flow without steps, the VAE, has K = 0 and is measured once), for each precision in `precisions` and each XLA mode in `xla`, in
-ONE process (`run`):
+vae) and K in `steps` (a flow without steps, the VAE, has K = 0 and is measured once), for
+each precision in `precisions` and each XLA mode in `xla`, in ONE process (`run`):
 
 * gradient evaluations per training step and per evaluation batch, read from the flow
   bijectors' `GradientCounter` over the warm-up calls (exact integers);

@@ -85,7 +85,9 @@ def toy_dataset():
 
 
 def _tiny(**overrides):
-  config = config_lib.Config.from_preset('tiny', verbose=0, deterministic=True)
+  # float32, not 'auto': the run directory is named by the config training resolves to.
+  config = config_lib.Config.from_preset('tiny', verbose=0, deterministic=True,
+                                         precision='float32')
   return dataclasses.replace(config, **overrides)
 
 
