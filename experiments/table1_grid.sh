@@ -20,16 +20,28 @@ PY=${PY:-.venv/bin/python}
 RESULTS=${RESULTS:-results/table1}
 WORKDIR=${WORKDIR:-runs}
 SEEDS=${SEEDS:-0 1 2}
+# The registered flows (lvae_tf.registry), in registration order: "vae:0 langevin:K hvae:K".
+read -r -a flows <<< "$($PY -c 'from lvae_tf import registry
+print(" ".join(f"{s.name}:{int(s.has_steps)}" for s in registry.flows()))')"
+# cells K SEED [warm]: every flow with steps at K; at K = 5 (the seeded comparison) also every
+# flow without steps (the VAE, K = 0), which the K = 1 and K = 10 cells share.
+cells() {
+  for flow in "${flows[@]}"; do
+    IFS=: read -r name has_steps <<< "$flow"
+    if [ "$has_steps" = 1 ]; then runs+=("$name:$1:$2${3:+:$3}")
+    elif [ "$1" = 5 ]; then runs+=("$name:0:$2${3:+:$3}"); fi
+  done
+}
 runs=()
 for seed in $SEEDS; do
-  runs+=("vae:0:$seed" "langevin:5:$seed" "hvae:5:$seed")
+  cells 5 "$seed"
   # Seed 0 also warm-started from its VAE, with the VAE itself continued for the same budget
   # as the control: the warm protocol's equal-compute comparison.
   if [ "$seed" = "${SEEDS%% *}" ]; then
-    runs+=("vae:0:$seed:warm" "langevin:5:$seed:warm" "hvae:5:$seed:warm")
+    cells 5 "$seed" warm
   fi
 done
-for k in 1 10; do runs+=("langevin:$k:0" "hvae:$k:0"); done
+for k in 1 10; do cells "$k" 0; done
 [ -n "${ONLY:-}" ] && read -r -a runs <<< "$ONLY"
 
 common=(--preset="$PRESET" --workdir="$WORKDIR" --results_dir="$RESULTS")

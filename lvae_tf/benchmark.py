@@ -12,7 +12,7 @@ the function `evaluate` runs), for the models `lvae_tf.models.build_model` makes
   (weights, optimizer slots): what a process running only this model would peak at, even
   when other models live in the same process.
 * `GradientCounter`: target-gradient evaluations actually executed per step, counted by the
-  flow bijectors themselves (Langevin K, HVAE reference 2K, cached K + 1, VAE 0).
+  flow bijectors themselves (`expected_gradients`: each flow's `FlowVariant.gradients`).
 * `largest_batch_by_fit` (any device; the CPU method): peak memory is near-affine in the
   batch, so fit `peak = a + c * batch` on a few measured batches, solve for the budget, and
   verify with a run at the found size (stepping down if the verification exceeds it).
@@ -36,6 +36,7 @@ what to do when the statistics are missing.
 Everything here is device-agnostic; `lvae_tf.figure3` drives it.
 """
 
+import collections.abc
 import dataclasses
 import json
 import math
@@ -55,6 +56,7 @@ import tf_keras as keras
 from lvae_tf import bijectors as lb
 from lvae_tf import config as config_lib
 from lvae_tf import models
+from lvae_tf import registry
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 __all__ = [
@@ -76,31 +78,46 @@ __all__ = [
 
 GIB = 2**30
 
-# Benchmark flow name -> `lvae_tf.config.Config` fields.
-FLOWS = {
-    'langevin': dict(flow='langevin'),
-    'hvae-reference': dict(flow='hvae', hvae_gradient='reference'),
-    'hvae-cached': dict(flow='hvae', hvae_gradient='cached'),
-    'vae': dict(flow='vae'),
-}
+
+class _Flows(collections.abc.Mapping):
+  """Benchmark flow name (a registered variant's label, 'hvae-cached') -> `Config` fields."""
+
+  def __getitem__(self, label):
+    for v in registry.variants():
+      if v.label == label:
+        spec = registry.flow(v.flow)
+        return {'flow': v.flow, **({spec.variant_field: v.value} if spec.variant_field else {})}
+    raise KeyError(label)
+
+  def __iter__(self):
+    return iter(v.label for v in registry.variants())
+
+  def __len__(self):
+    return len(registry.variants())
+
+
+FLOWS = _Flows()
 
 # Keras mixed-precision policies a benchmark can build its models under.
 PRECISIONS = tuple(p for p in config_lib.CHOICES['precision'] if p != 'auto')
 
 
 def expected_gradients(flow, num_steps):
-  """Target-gradient evaluations of one flow pass (math.md section 3)."""
-  k = int(num_steps)
-  return {'langevin': k, 'hvae-reference': 2 * k, 'hvae-cached': k + 1,
-          'vae': 0}[flow]
+  """Target-gradient evaluations of one pass of benchmark flow `flow` at K (math.md section 3).
+
+  The flow's `lvae_tf.registry.FlowVariant.gradients`: Langevin K, HVAE reference 2K, cached
+  K + 1, VAE 0.
+  """
+  return int(registry.variant(flow).gradients(int(num_steps)))
 
 
 def flow_config(flow, num_steps, **overrides):
   """The `lvae_tf.config.Config` of a benchmark flow name ('langevin', 'hvae-reference', ...)."""
   if flow not in FLOWS:
     raise ValueError(f'flow must be one of {tuple(FLOWS)}, got {flow!r}.')
-  config = config_lib.Config(num_steps=0 if flow == 'vae' else int(num_steps),
-                             **FLOWS[flow])
+  fields = FLOWS[flow]
+  has_steps = registry.flow(fields['flow']).has_steps
+  config = config_lib.Config(num_steps=int(num_steps) if has_steps else 0, **fields)
   config = dataclasses.replace(config, **overrides)
   config.validate()
   return config

@@ -24,6 +24,7 @@ never averaged while seeds of one protocol are.
 `lvae_tf.config_flags.define_config_flags` turns every field into a command-line flag.
 """
 
+import collections.abc
 import dataclasses
 import hashlib
 import json
@@ -31,14 +32,18 @@ import math
 import os
 from typing import Optional
 
+from lvae_tf import registry
+
 __all__ = [
     'CHOICES',
     'Config',
     'ConfigError',
     'FLOWS',
+    'FLOW_FIELDS',
     'PRESETS',
     'check_tf_config',
     'check_writable',
+    'fields_read_by',
     'matched_damping',
     'protocol_name',
     'run_name',
@@ -50,8 +55,7 @@ class ConfigError(ValueError):
 
 
 # Every set of allowed values, written once: config checks, flags, models and bijectors use these.
-CHOICES = {
-    'flow': ('vae', 'hvae', 'langevin'),
+_CHOICES = {
     'hvae_gradient': ('reference', 'cached'),
     'tempering': ('fixed', 'free', 'none'),
     'damping_shape': ('per_dimension', 'scalar'),
@@ -61,13 +65,34 @@ CHOICES = {
     'nll_subset': ('random', 'first'),
     'budget_clock': ('wall', 'cpu'),
     'strategy': ('default', 'mirrored', 'multiworker'),
-    # lvae_tf.data.load_dataset: 'mnist' is the offline checksummed loader, the others TFDS
-    # (fashion_mnist also from Debian's dataset-fashion-mnist).
-    'dataset': ('mnist', 'binarized_mnist', 'fashion_mnist', 'kmnist', 'emnist',
-                'emnist/byclass', 'emnist/bymerge', 'emnist/balanced', 'emnist/letters',
-                'emnist/digits', 'emnist/mnist', 'omniglot'),
 }
-FLOWS = CHOICES['flow']
+# The flows and data sets are those registered (`lvae_tf.registry`), read at each lookup.
+_REGISTERED = {'flow': registry.flow_names, 'dataset': registry.dataset_names}
+
+
+class _Choices(collections.abc.Mapping):
+  """`CHOICES[field]`: the allowed values of a field; flows and data sets as registered now."""
+
+  def __getitem__(self, name):
+    if name in _REGISTERED:
+      return _REGISTERED[name]()
+    return _CHOICES[name]
+
+  def __iter__(self):
+    return iter(('flow', *_CHOICES, 'dataset'))
+
+  def __len__(self):
+    return len(_CHOICES) + len(_REGISTERED)
+
+
+CHOICES = _Choices()
+
+
+def __getattr__(name):
+  if name == 'FLOWS':  # the registered flow names, `CHOICES['flow']`
+    return registry.flow_names()
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
 
 # Upper bound on K: 10 is the paper's largest; 1000 leaves room for experiments while catching
 # typos such as --steps=100000 (hours per training step on a CPU).
@@ -178,7 +203,8 @@ class Config:
     if unknown:
       raise ConfigError(f'unknown config fields {sorted(unknown)}.')
     values = {**PRESETS[preset], **overrides}
-    if values.get('flow') == 'vae' and 'num_steps' not in overrides:
+    if ('num_steps' not in overrides and values.get('flow') in registry.flow_names() and
+        not registry.flow(values['flow']).has_steps):
       values['num_steps'] = 0
     return cls(preset=preset, **values)
 
@@ -209,9 +235,10 @@ class Config:
       need(value in allowed, f'{name} must be one of {allowed}, got {value!r}.')
     need(0 <= self.num_steps <= MAX_STEPS,
          f'steps (K) must be in [0, {MAX_STEPS}], got {self.num_steps}.')
-    need(self.flow != 'vae' or self.num_steps == 0,
-         f"flow 'vae' has no flow steps: steps must be 0, got {self.num_steps}.")
-    need(self.flow == 'vae' or self.num_steps >= 1,
+    has_steps = registry.flow(self.flow).has_steps
+    need(has_steps or self.num_steps == 0,
+         f"flow {self.flow!r} has no flow steps: steps must be 0, got {self.num_steps}.")
+    need(not has_steps or self.num_steps >= 1,
          f'flow {self.flow!r} needs steps >= 1, got {self.num_steps} '
          '(use --flow=vae for K = 0).')
     need(_finite(self.step_size) and 0 < self.step_size < 0.5,
@@ -279,7 +306,8 @@ class Config:
   def training_identity(self):
     """What a checkpoint depends on: resuming with other values is refused."""
     identity = self.fields_with_role('column', 'seed', 'training')
-    identity['damping'] = self.initial_damping() if self.flow == 'langevin' else None
+    identity['damping'] = (self.initial_damping() if 'damping' in fields_read_by(self.flow)
+                           else None)
     identity['warm_start'] = os.path.basename(os.path.normpath(self.warm_start)) \
         if self.warm_start else ''
     return _normalise_for_flow(identity, self.flow)
@@ -303,23 +331,22 @@ def matched_damping(num_steps, step_size, initial_temperature):
   return 0.5 * math.log(initial_temperature) / (num_steps * step_size)
 
 
-# The flows that read each flow-specific field. A record of another flow carries the field's
-# default, so that, e.g., a VAE run and a Langevin run of one protocol share the protocol name.
-_READERS = {
-    'hvae_gradient': ('hvae',),
-    'tempering': ('hvae',),
-    'initial_temperature': ('hvae', 'langevin'),  # Langevin: the matched damping
-    'damping': ('langevin',),
-    'damping_shape': ('langevin',),
-    'min_step_size': ('langevin',),
-    'step_size': ('hvae', 'langevin'),
-    'learn_flow': ('hvae', 'langevin'),
-}
+# The flow-specific fields: each flow reads those its spec lists (`FlowSpec.reads`). A record
+# of another flow carries the field's default, so that, e.g., a VAE run and a Langevin run of
+# one protocol share the protocol name.
+FLOW_FIELDS = ('hvae_gradient', 'tempering', 'initial_temperature', 'damping', 'damping_shape',
+               'min_step_size', 'step_size', 'learn_flow')
+
+
+def fields_read_by(flow):
+  """The fields `flow`'s `FlowSpec.reads` lists; none for a flow that is not registered."""
+  return registry.flow(flow).reads if flow in registry.flow_names() else ()
 
 
 def _normalise_for_flow(values, flow):
   defaults = {f.name: f.default for f in dataclasses.fields(Config)}
-  return {name: (defaults[name] if flow not in _READERS.get(name, (flow,)) else value)
+  reads = fields_read_by(flow)
+  return {name: (defaults[name] if name in FLOW_FIELDS and name not in reads else value)
           for name, value in values.items()}
 
 
@@ -338,9 +365,7 @@ def _short_hash(values, n=6):
 
 
 def _flow_label(config):
-  if config.flow == 'hvae':
-    return f'hvae-{config.hvae_gradient}'
-  return config.flow
+  return registry.flow_label(config)
 
 
 def run_name(config):

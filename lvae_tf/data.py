@@ -77,8 +77,8 @@ import struct
 import numpy as np
 import tensorflow as tf
 
-from lvae_tf import config as config_lib
 from lvae_tf import fetch_mnist
+from lvae_tf import registry
 
 __all__ = [
     'DataError', 'DataNotFoundError', 'DataIntegrityError',
@@ -89,7 +89,7 @@ __all__ = [
     'labeled_dataset', 'check_images', 'steps_per_epoch',
     'ENV_VAR', 'INSTALL_HINT', 'MNIST_PKL_SHA256', 'MNIST_PKL_SIZE',
     'MNIST_NPZ_SHA256', 'MNIST_NPZ_SIZE', 'IMAGE_SHAPE', 'NUM_TRAIN',
-    'NUM_VALID', 'NUM_TEST',
+    'NUM_VALID', 'NUM_TEST', 'load_fashion_mnist', 'load_mnist_dataset', 'load_tfds',
 ]
 
 # ----------------------------------------------------------------------------
@@ -599,7 +599,7 @@ def load_mnist(path=None):
 
 @dataclasses.dataclass(frozen=True)
 class _Spec:
-  """How `load_dataset` reads one data set."""
+  """How `load_tfds` reads one data set (its `lvae_tf.registry.DatasetSpec.options`)."""
   tfds_name: str            # Name for `tfds.builder` ('emnist/letters').
   has_validation: bool = False  # The TFDS data set has a 'validation' split.
   binarized: bool = False   # Pixels are 0/1 (stored as 0/255 in ImageData).
@@ -608,23 +608,16 @@ class _Spec:
   has_labels: bool = True
 
 
-_EMNIST_CONFIGS = ('byclass', 'bymerge', 'balanced', 'letters', 'digits',
-                   'mnist')
-_SPECS = {
-    'binarized_mnist': _Spec('binarized_mnist', has_validation=True,
-                             binarized=True, has_labels=False),
-    'fashion_mnist': _Spec('fashion_mnist'),
-    'kmnist': _Spec('kmnist'),
-    # TFDS' default config; named, because `tfds build emnist` builds all six.
-    'emnist': _Spec('emnist/byclass', transpose=True),
-    **{f'emnist/{c}': _Spec(f'emnist/{c}', transpose=True)
-       for c in _EMNIST_CONFIGS},
-    'omniglot': _Spec('omniglot', omniglot=True),
-}
+def _tfds_spec(name):
+  """The `_Spec` of a registered TFDS data set."""
+  return _Spec(**registry.dataset(name).options)
 
-#: Names accepted by `load_dataset`.
-DATASETS = config_lib.CHOICES['dataset']
-assert set(DATASETS) == {'mnist', *_SPECS}, DATASETS
+
+def __getattr__(name):
+  if name == 'DATASETS':  # Names accepted by `load_dataset`: the registered data sets.
+    return registry.dataset_names()
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
 #: Validation images taken from the end of a training split that has no
 #: validation split, when it has at least `HOLDOUT_MIN_TRAIN` images (else 10%).
 HOLDOUT = 10_000
@@ -904,7 +897,7 @@ def _read_split(tfds, builder, spec, split, path):
 def _load_tfds_cached(name, data_dir, version_dir, info_mtime_ns):
   """Reads a prepared TFDS data set; cached on its dataset_info.json."""
   del version_dir, info_mtime_ns  # Only part of the cache key.
-  spec = _SPECS[name]
+  spec = _tfds_spec(name)
   tfds = _import_tfds()
   builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
   path = os.fspath(builder.data_dir)
@@ -1011,8 +1004,11 @@ def load_dataset(name='mnist', data_dir=None):
   runs can tell whether they saw the same data. Results are cached in-process
   per data set and dataset_info.json modification time.
 
+  Other data sets are added with `lvae_tf.registry.register_dataset` (a `DatasetSpec` whose
+  loader returns an `ImageData`).
+
   Args:
-    name: one of `DATASETS`.
+    name: one of `DATASETS` (the registered data sets).
     data_dir: the TFDS data directory holding prepared data sets (as for
       `tfds build --data_dir`). None (or ''): TFDS' default, `$TFDS_DATA_DIR`
       or else ~/tensorflow_datasets, read at call time (and for
@@ -1029,27 +1025,53 @@ def load_dataset(name='mnist', data_dir=None):
       it on a machine with network access), or its files are missing.
     DataIntegrityError: a file's size, sha256 or content is not as expected.
   """
-  if not isinstance(name, str) or name.strip() not in DATASETS:
+  known = registry.dataset_names()
+  if not isinstance(name, str) or name.strip() not in known:
     raise UnknownDatasetError(
-        f'unknown data set {name!r}; known: {", ".join(DATASETS)}.')
-  name = name.strip()
-  if name == 'mnist':
-    return load_mnist()
-  spec = _SPECS[name]
-  if data_dir is not None and str(data_dir):
-    return _load_tfds(spec, name, data_dir)
-  default = default_tfds_data_dir()
-  searched = (' (TFDS\' default: $TFDS_DATA_DIR, else ~/tensorflow_datasets; '
-              'pass data_dir to look elsewhere)')
-  also = extra = ''
-  if name == 'fashion_mnist':
-    if os.path.isdir(FASHION_MNIST_DIR):
-      return _load_fashion_debian(FASHION_MNIST_DIR)
-    also = (f'; and the Debian package\'s directory {FASHION_MNIST_DIR} '
-            f'does not exist')
-    extra = (f'. Or, without TFDS: {FASHION_MNIST_INSTALL_HINT}, which is '
-             f'read when data_dir is not given')
-  return _load_tfds(spec, name, default, searched, also, extra)
+        f'unknown data set {name!r}; known: {", ".join(known)}.')
+  spec = registry.dataset(name.strip())
+  data = spec.load(data_dir if data_dir is not None and str(data_dir) else None)
+  for split in ('train', 'valid', 'test'):
+    images = getattr(data, f'{split}_images')
+    if tuple(images.shape[1:]) != tuple(spec.image_shape[:2]):
+      raise DataIntegrityError(
+          f'data set {spec.name!r}: {split} images have shape {images.shape}, expected '
+          f'(N, {spec.image_shape[0]}, {spec.image_shape[1]}) (DatasetSpec.image_shape).')
+  return data
+
+
+def load_mnist_dataset(spec, data_dir=None):
+  """The loader of the registered 'mnist': `load_mnist()`; `data_dir` is not used."""
+  del spec, data_dir
+  return load_mnist()
+
+
+_TFDS_SEARCHED = (' (TFDS\' default: $TFDS_DATA_DIR, else ~/tensorflow_datasets; '
+                  'pass data_dir to look elsewhere)')
+
+
+def load_tfds(spec, data_dir=None):
+  """The loader of a registered TFDS data set (`spec.options`: see `_Spec`), prepared in
+  `data_dir` (None: TFDS' default)."""
+  tfds_spec = _Spec(**spec.options)
+  if data_dir:
+    return _load_tfds(tfds_spec, spec.name, data_dir)
+  return _load_tfds(tfds_spec, spec.name, default_tfds_data_dir(), _TFDS_SEARCHED)
+
+
+def load_fashion_mnist(spec, data_dir=None):
+  """Fashion-MNIST: with no `data_dir`, the Debian package if `FASHION_MNIST_DIR` exists;
+  otherwise TFDS (`load_tfds`)."""
+  if data_dir:
+    return load_tfds(spec, data_dir)
+  if os.path.isdir(FASHION_MNIST_DIR):
+    return _load_fashion_debian(FASHION_MNIST_DIR)
+  also = (f'; and the Debian package\'s directory {FASHION_MNIST_DIR} '
+          f'does not exist')
+  extra = (f'. Or, without TFDS: {FASHION_MNIST_INSTALL_HINT}, which is '
+           f'read when data_dir is not given')
+  return _load_tfds(_Spec(**spec.options), spec.name, default_tfds_data_dir(),
+                    _TFDS_SEARCHED, also, extra)
 
 
 # ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 r"""Figure 3 of the paper as a benchmark: training/test time and memory, side by side.
 
-For every flow in {langevin, hvae-reference, hvae-cached, vae} and K in `steps` (the VAE has
-K = 0 and is measured once), for each precision in `precisions` and each XLA mode in `xla`, in
-ONE process (`run`):
+For every registered flow variant (`lvae_tf.registry`: langevin, hvae-reference, hvae-cached,
+vae) and K in `steps` (a flow without steps, the VAE, has K = 0 and is measured once), for
+each precision in `precisions` and each XLA mode in `xla`, in ONE process (`run`):
 
 * gradient evaluations per training step and per evaluation batch, read from the flow
   bijectors' `GradientCounter` over the warm-up calls (exact integers);
@@ -47,6 +47,7 @@ from typing import Tuple
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 from lvae_tf import config as config_lib  # pylint: disable=wrong-import-position
+from lvae_tf import registry  # pylint: disable=wrong-import-position
 from lvae_tf import results  # pylint: disable=wrong-import-position
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     'compute_ratios',
     'cost_model',
     'evaluate_targets',
+    'flow_order',
     'load_images',
     'make_settings',
     'markdown',
@@ -70,9 +72,33 @@ __all__ = [
     'write_outputs',
 ]
 
-FLOW_ORDER = ('langevin', 'hvae-reference', 'hvae-cached', 'vae')
-TITLES = {'langevin': 'Langevin-VAE', 'hvae-reference': 'HVAE (2K grads)',
-          'hvae-cached': 'HVAE cached (K+1)', 'vae': 'VAE'}
+
+
+def flow_order():
+  """The registered flow variants' labels: flows with steps, then those without (the VAE)."""
+  order = [v for v in registry.variants() if registry.flow(v.flow).has_steps]
+  order += [v for v in registry.variants() if not registry.flow(v.flow).has_steps]
+  return tuple(v.label for v in order)
+
+
+def __getattr__(name):
+  if name == 'FLOW_ORDER':  # the flows registered now, `flow_order()`
+    return flow_order()
+  if name == 'TITLES':  # {label: display title} of the registered flows
+    return {v.label: v.title for v in registry.variants()}
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def _title(label):
+  """A flow variant's display title (its label if it is no longer registered)."""
+  return next((v.title for v in registry.variants() if v.label == label), label)
+
+
+def _has_steps(label):
+  return next((registry.flow(v.flow).has_steps for v in registry.variants()
+               if v.label == label), True)
+
+
 XLA_MODES = ('off', 'on')
 # Training precisions (`lvae_tf.config.CHOICES`, without 'auto'); the first is the one the
 # plot and the targets use.
@@ -107,7 +133,8 @@ class Settings:
     budget_mib: memory budget of the largest batch (paper: 4 GiB).
     data: 'mnist' (binarised training images) or 'random' (random binary images; the cost
       does not depend on the pixel values).
-    flows: flows to measure, a subset of `FLOW_ORDER`.
+    flows: flows to measure, a subset of `flow_order()` (default: the flows registered when
+      this module was imported).
     precisions: Keras precision policies to measure (`PRECISIONS`); 'mixed_bfloat16' needs
       model support (see the module docstring).
     train_images: images per training epoch (steps per epoch = this / `train_batch`).
@@ -128,7 +155,7 @@ class Settings:
   fit_batches: Tuple[int, ...] = (300, 600, 1200)
   budget_mib: int = 4096
   data: str = 'mnist'
-  flows: Tuple[str, ...] = FLOW_ORDER
+  flows: Tuple[str, ...] = flow_order()
   precisions: Tuple[str, ...] = ('float32',)
   train_images: int = 50000
   preset: str = 'custom'
@@ -139,7 +166,7 @@ class Settings:
       if not cond:
         raise ValueError(message)
     for f in self.flows:
-      need(f in FLOW_ORDER, f'unknown flow {f!r}; choose from {FLOW_ORDER}.')
+      need(f in flow_order(), f'unknown flow {f!r}; choose from {flow_order()}.')
     need(self.flows, 'flows: measure at least one flow.')
     for m in self.xla + self.largest_batch_xla:
       need(m in XLA_MODES, f"XLA modes are 'off' and 'on', got {m!r}.")
@@ -253,13 +280,13 @@ def make_settings(preset='cpu', **overrides):
 
 
 def _grid(settings, xla):
-  """(flow, K) of every model measured in one XLA mode, in `FLOW_ORDER`."""
+  """(flow, K) of every model measured in one XLA mode, in `flow_order()`."""
   steps = settings.xla_steps if xla == 'on' else settings.steps
   runs = []
-  for flow in FLOW_ORDER:
+  for flow in flow_order():
     if flow not in settings.flows:
       continue
-    for k in ([0] if flow == 'vae' else steps):
+    for k in (steps if _has_steps(flow) else [0]):
       runs.append((flow, k))
   return runs
 
@@ -585,8 +612,38 @@ def _fit_line(points):
   return float(intercept), float(slope)
 
 
+def _subjects():
+  """What Figure 3 compares: `[(subject variant, {name: baseline variant})]`.
+
+  A subject is each variant of a flow with `paired_with` (Langevin), its baselines every
+  variant of the flows it is paired with (HVAE), named by the variant's value ('reference',
+  'cached'): the suffix of the ratio keys.
+  """
+  out = []
+  for spec in registry.flows():
+    baselines = {v.value or v.label: v for other in spec.paired_with
+                 if other in registry.flow_names() for v in registry.flow(other).variants}
+    out += [(v, baselines) for v in spec.variants if baselines]
+  return out
+
+
+def _fitted(runs):
+  """The runs the cost and memory models are fitted on (all but the subjects', `_subjects`)."""
+  subjects = {v.label for v, _ in _subjects()}
+  return [r for r in runs if r['flow'] not in subjects]
+
+
+def _fitted_on(runs):
+  """'vae, hvae-reference, hvae-cached': the flows of `runs`, in registration order."""
+  labels = [v.label for v in registry.variants()]
+  present = {r['flow'] for r in runs}
+  return ', '.join([l for l in labels if l in present] + sorted(present - set(labels)))
+
+
 def cost_model(runs, xla, key='train_step_seconds', precision=PRECISIONS[0]):
   """Fits `t = fixed + per_gradient * gradients` on the VAE and HVAE runs (not on Langevin).
+
+  The runs fitted are those of every flow but the compared ones (`_subjects`).
 
   Args:
     runs: run records.
@@ -598,14 +655,14 @@ def cost_model(runs, xla, key='train_step_seconds', precision=PRECISIONS[0]):
     dict `fixed_seconds`, `per_gradient_seconds`, `fitted_on`, `points`; None without two
     distinct gradient counts.
   """
-  pts = [(r['gradients_per_train_step'], r[key]['median']) for r in runs
-         if r['xla'] == xla and _precision(r) == precision and r['flow'] != 'langevin' and
-         key in r]
+  fitted = [r for r in _fitted(runs)
+            if r['xla'] == xla and _precision(r) == precision and key in r]
+  pts = [(r['gradients_per_train_step'], r[key]['median']) for r in fitted]
   if len({g for g, _ in pts}) < 2:
     return None
   intercept, slope = _fit_line(pts)
   return {'fixed_seconds': intercept, 'per_gradient_seconds': slope,
-          'fitted_on': 'vae, hvae-reference, hvae-cached',
+          'fitted_on': _fitted_on(fitted),
           'points': [[float(a), float(b)] for a, b in pts]}
 
 
@@ -621,16 +678,17 @@ def memory_model(runs, xla, precision=PRECISIONS[0]):
     dict `fixed_bytes_per_example`, `bytes_per_example_per_gradient`, `fitted_on`, `points`;
     None without two distinct gradient counts.
   """
+  fitted = [r for r in _fitted(runs)
+            if r['xla'] == xla and _precision(r) == precision and
+            'slope_bytes_per_example' in (r.get('largest_batch') or {})]
   pts = [(r['gradients_per_train_step'],
-          r['largest_batch']['slope_bytes_per_example']) for r in runs
-         if r['xla'] == xla and _precision(r) == precision and r['flow'] != 'langevin' and
-         'slope_bytes_per_example' in (r.get('largest_batch') or {})]
+          r['largest_batch']['slope_bytes_per_example']) for r in fitted]
   if len({g for g, _ in pts}) < 2:
     return None
   intercept, slope = _fit_line(pts)
   return {'fixed_bytes_per_example': intercept,
           'bytes_per_example_per_gradient': slope,
-          'fitted_on': 'vae, hvae-reference, hvae-cached',
+          'fitted_on': _fitted_on(fitted),
           'points': [[float(a), float(c)] for a, c in pts]}
 
 
@@ -652,39 +710,42 @@ def _measured_ratios(row, lang, others):
 def compute_ratios(runs):
   """Langevin / HVAE ratios per (K, XLA mode, precision), with what the models predict.
 
-  Every row has the gradient-count ratios K/2K and K/(K+1); the measured ratios against
+  The subjects and baselines come from the registry (`_subjects`): Langevin against HVAE
+  reference and cached, the ratio keys ending in the baseline's name. Every row has the
+  gradient-count ratios K/2K and K/(K+1) (the flows' `gradients`); the measured ratios against
   each HVAE that was run; the time ratios the cost model predicts,
   `(f + K u) / (f + (K+1) u)` (cached) and `(f + K u) / (f + 2K u)` (reference), for
-  wall-clock and CPU time; and the memory model's bounds on the largest-batch ratios.
+  wall-clock and CPU time; and the memory model's bounds on the largest-batch ratios. With
+  more than one subject flow, a row names its subject (`flow`).
   """
   out = []
+  subjects = _subjects()
   for precision, xla in _modes(runs):
     models = {'': cost_model(runs, xla, precision=precision),
               '_cpu': cost_model(runs, xla, key='train_step_cpu_seconds',
                                  precision=precision)}
     mem_model = memory_model(runs, xla, precision=precision)
-    for k in sorted({r['num_steps'] for r in runs if r['flow'] == 'langevin' and
-                     r['xla'] == xla and _precision(r) == precision}):
-      row = {'num_steps': k, 'xla': xla, 'precision': precision,
-             'gradient_ratio_reference': k / (2 * k),
-             'gradient_ratio_cached': k / (k + 1)}
-      _measured_ratios(
-          row, _find(runs, 'langevin', k, xla, precision),
-          {'reference': _find(runs, 'hvae-reference', k, xla, precision),
-           'cached': _find(runs, 'hvae-cached', k, xla, precision)})
-      for suffix, m in models.items():
-        if m is not None:
-          f, u = m['fixed_seconds'], m['per_gradient_seconds']
-          row[f'predicted_train{suffix}_time_cached'] = (
-              (f + k * u) / (f + (k + 1) * u))
-          row[f'predicted_train{suffix}_time_reference'] = (
-              (f + k * u) / (f + 2 * k * u))
-      if mem_model is not None:
-        f = mem_model['fixed_bytes_per_example']
-        u = mem_model['bytes_per_example_per_gradient']
-        row['largest_batch_bound_reference'] = (2 * k * u + f) / (k * u + f)
-        row['largest_batch_bound_cached'] = ((k + 1) * u + f) / (k * u + f)
-      out.append(row)
+    for subject, baselines in subjects:
+      for k in sorted({r['num_steps'] for r in runs if r['flow'] == subject.label and
+                       r['xla'] == xla and _precision(r) == precision}):
+        gs, gb = subject.gradients(k), {n: v.gradients(k) for n, v in baselines.items()}
+        row = {'num_steps': k, 'xla': xla, 'precision': precision,
+               **({'flow': subject.label} if len(subjects) > 1 else {}),
+               **{f'gradient_ratio_{n}': _ratio(gs, g) for n, g in gb.items()}}
+        _measured_ratios(
+            row, _find(runs, subject.label, k, xla, precision),
+            {n: _find(runs, v.label, k, xla, precision) for n, v in baselines.items()})
+        for suffix, m in models.items():
+          if m is not None:
+            f, u = m['fixed_seconds'], m['per_gradient_seconds']
+            for n, g in gb.items():
+              row[f'predicted_train{suffix}_time_{n}'] = (f + gs * u) / (f + g * u)
+        if mem_model is not None:
+          f = mem_model['fixed_bytes_per_example']
+          u = mem_model['bytes_per_example_per_gradient']
+          for n, g in gb.items():
+            row[f'largest_batch_bound_{n}'] = (g * u + f) / (gs * u + f)
+        out.append(row)
   return out
 
 
@@ -868,7 +929,7 @@ def _precision_section(report):
            'faster)', '', '| flow | K | XLA | train (wall) | train (CPU) | eval (wall) |',
            '|---|---|---|---|---|---|']
   for r in rows:
-    lines.append(f"| {TITLES.get(r['flow'], r['flow'])} | {r['num_steps']} | "
+    lines.append(f"| {_title(r['flow'])} | {r['num_steps']} | "
                  f"{'on' if r['xla'] else 'off'} | {_fmt(r['train_time'])} | "
                  f"{_fmt(r['train_cpu_time'])} | {_fmt(r['test_time'])} |")
   return lines + ['']
@@ -910,7 +971,7 @@ def _runs_section(report):
         f'{lb["batch"]} ({lb["method"]}'
         f'{"" if lb.get("verified", True) else ", NOT verified"})')
     lines.append(
-        f'| {TITLES[r["flow"]]} | {r["num_steps"]} | {_mode_text(r)} '
+        f'| {_title(r["flow"])} | {r["num_steps"]} | {_mode_text(r)} '
         f'| {r["gradients_per_train_step"]} | {r["gradients_per_test_batch"]} '
         f'| {_fmt(ts.get("median"), 3)} ({_fmt(ts.get("iqr"), 3)}) '
         f'| {_fmt(_get(r, "train_epoch_seconds", "median"), 1)} '
@@ -980,18 +1041,18 @@ def _plot_value(record, key):
 def plot(report, path):
   """Writes the four-panel figure (time left, memory right; XLA off, float32) to `path`.
 
-  Bars per flow and K with interquartile error bars; the VAE (no flow) as a dashed line, or
-  as a number when it is off the scale of the flows' bars. Written atomically as a PNG.
+  Bars per flow and K with interquartile error bars; a flow without steps (the VAE) as a
+  dashed line, or as a number when it is off the scale of the flows' bars. Colours and titles
+  are the registered flows' (`lvae_tf.registry`). Written atomically as a PNG.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   runs = [r for r in report['runs'] if not r['xla'] and _precision(r) == PRECISIONS[0]]
-  ks = sorted({r['num_steps'] for r in runs if r['flow'] != 'vae'})
-  flows = [f for f in FLOW_ORDER if any(r['flow'] == f for r in runs)]
-  colors = {'langevin': '#d62728', 'hvae-reference': '#1f77b4',
-            'hvae-cached': '#7fb2e5', 'vae': '#7f7f7f'}
+  ks = sorted({r['num_steps'] for r in runs if _has_steps(r['flow'])})
+  flows = [f for f in flow_order() if any(r['flow'] == f for r in runs)]
+  colors = {v.label: v.color for v in registry.variants()}
   panels = [
       ('train_epoch_seconds', 'training time per epoch (s)', 1.0),
       ('memory.train_peak_bytes', f'peak memory, training batch '
@@ -1001,7 +1062,7 @@ def plot(report, path):
        f'{report["settings"]["budget_mib"] / 1024:g} GiB', 1.0),
   ]
   fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-  bar_flows = [f for f in flows if f != 'vae']
+  bar_flows = [f for f in flows if _has_steps(f)]
   width = 0.8 / max(1, len(bar_flows))
 
   for ax, (key, title, scale) in zip(axes.T.flatten(), panels):
@@ -1018,18 +1079,20 @@ def plot(report, path):
         hi.append((q75 - med) * scale)
       if xs:
         ax.bar(xs, ys, width, yerr=[lo, hi] if any(lo + hi) else None,
-               capsize=2, color=colors[flow], label=TITLES[flow])
-    vae = _find(runs, 'vae', 0, False)
-    v = _plot_value(vae, key)[0] if vae is not None else None
-    if v is not None:
+               capsize=2, color=colors.get(flow, 'tab:gray'), label=_title(flow))
+    for flow in (f for f in flows if not _has_steps(f)):
+      vae = _find(runs, flow, 0, False)
+      v = _plot_value(vae, key)[0] if vae is not None else None
+      if v is None:
+        continue
       top = max([p.get_height() for p in ax.patches] or [0.])
       if v * scale <= 1.5 * top or not top:
-        ax.axhline(v * scale, color=colors['vae'], ls='--', lw=1,
-                   label='VAE (no flow)')
+        ax.axhline(v * scale, color=colors.get(flow, 'tab:gray'), ls='--', lw=1,
+                   label=f'{_title(flow)} (no flow)')
       else:  # off the scale of the flows' bars: say it instead of drawing it
-        ax.text(0.98, 0.95, f'VAE (no flow): {v * scale:,.0f}',
+        ax.text(0.98, 0.95, f'{_title(flow)} (no flow): {v * scale:,.0f}',
                 transform=ax.transAxes, ha='right', va='top', fontsize=8,
-                color=colors['vae'])
+                color=colors.get(flow, 'tab:gray'))
     ax.set_xticks(range(len(ks)))
     ax.set_xticklabels([f'K = {k}' for k in ks])
     ax.set_title(title, fontsize=10)

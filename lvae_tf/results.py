@@ -13,6 +13,8 @@ import re
 import tempfile
 import warnings
 
+from lvae_tf import registry
+
 __all__ = [
     'WriteError',
     'append_text',
@@ -313,29 +315,50 @@ def write_tables(results_dir):
   return paths
 
 
-_FLOW_TITLES = {
-    'vae': 'VAE',
-    'langevin': 'Langevin-VAE',
-    'hvae-reference': 'HVAE (2K grads)',
-    'hvae-cached': 'HVAE cached (K+1)',
-}
+def _flow_titles():
+  """`{label: title}` of the registered flows (`lvae_tf.registry`), in registration order."""
+  return {v.label: v.title for v in registry.variants()}
 
 
 def _column(record):
   c = record['config']
-  flow = c['flow'] if c['flow'] != 'hvae' else f"hvae-{c['hvae_gradient']}"
-  return flow, c['num_steps']
+  return registry.flow_label(c), c['num_steps']
 
 
 def _sorted_columns(columns):
-  """Table 1's column order: VAE, Langevin, HVAE (2K), HVAE cached; by K within a flow."""
-  order = {k: i for i, k in enumerate(_FLOW_TITLES)}
+  """Table 1's column order: the flows' registration order (VAE, Langevin, HVAE (2K), HVAE
+  cached); by K within a flow."""
+  order = {k: i for i, k in enumerate(_flow_titles())}
   return sorted(columns, key=lambda c: (order.get(c[0], 99), c[1]))
 
 
 def _column_title(column):
   flow, k = column
-  return f'{_FLOW_TITLES.get(flow, flow)} K={k}'
+  return f'{_flow_titles().get(flow, flow)} K={k}'
+
+
+def _baseline_label():
+  """The label of the model every flow is paired against (the registry's `baseline`, 'vae')."""
+  return next((s.variants[0].label for s in registry.flows() if s.baseline), None)
+
+
+def _paired_title(label, labels):
+  """The title of a paired-against flow in a row name: the variant's when `labels` hold
+  several variants of its flow ('HVAE cached (K+1)'), else the flow's ('HVAE')."""
+  flow = registry.variant(label).flow
+  same = [l for l in labels if registry.variant(l).flow == flow]
+  return registry.variant(label).title if len(same) > 1 else registry.flow(flow).title
+
+
+def _paired_labels(label, columns):
+  """The columns' labels a flow's runs are paired against at the same K (Langevin: the HVAE
+  variants), sorted."""
+  if label is None:
+    return []
+  spec = registry.flow(registry.variant(label).flow) if label in _flow_titles() else None
+  others = {v.label for s in (spec.paired_with if spec else ())
+            if s in registry.flow_names() for v in registry.flow(s).variants}
+  return sorted({c[0] for c in columns} & others)
 
 
 def _fmt(values, digits=2):
@@ -392,12 +415,10 @@ def _seed_differences(reference_seed, differences):
 
 
 def _data_line(dataset):
-  if dataset == 'mnist':
-    return 'MNIST dynamically binarised (not comparable with the fixed binarisation). '
-  if dataset == 'binarized_mnist':
-    return 'binarized_mnist: the fixed binarisation of Larochelle & Murray (TFDS). '
-  return (f'Dataset {dataset} (lvae_tf.data.load_dataset), dynamically binarised; classifier '
-          'FID/IS not computed (the classifier knows MNIST digits only). ')
+  """What Table 1 says of the data: the data set's `DatasetSpec.describe_data()`."""
+  if dataset in registry.dataset_names():
+    return registry.dataset(dataset).describe_data()
+  return registry.DatasetSpec(dataset, loader=None).describe_data()
 
 
 def machine_of(record):
@@ -488,14 +509,16 @@ def table1_markdown(records):
     return _per_machine(records, table1_markdown)
   columns = _sorted_columns({_column(r) for r in records})
   # The paper's comparison: each Langevin run against the HVAE of the same K and seed, one
-  # row per HVAE variant (reference 2K or cached K + 1) the protocol holds.
-  hvae_variants = sorted({c[0] for c in columns if c[0].startswith('hvae')})
+  # row per HVAE variant (reference 2K or cached K + 1) the protocol holds: the flows a flow
+  # is `paired_with` (`lvae_tf.registry`), and every flow against the baseline (the VAE).
+  paired = {c[0]: _paired_labels(c[0], columns) for c in columns}
+  hvae_variants = sorted({v for labels in paired.values() for v in labels})
   nll_rows = ('NLL', 'NLL_vs_VAE', *(f'NLL_vs_{v}' for v in hvae_variants))
   rows = (*nll_rows, 'ELBO', 'FID', 'IS', 'epochs', 'minutes', 'cpu_minutes')
   cells = {c: {row: [] for row in rows} for c in columns}
-  vaes = {r['config']['seed']: r for r in records if r['config']['flow'] == 'vae'}
+  vaes = {r['config']['seed']: r for r in records if _column(r)[0] == _baseline_label()}
   hvaes = {(*_column(r), r['config']['seed']): r for r in records
-           if r['config']['flow'] == 'hvae'}
+           if _column(r)[0] in hvae_variants}
   for r in records:
     m = r['metrics']
     cell = cells[_column(r)]
@@ -503,9 +526,8 @@ def table1_markdown(records):
     if 'nll_mean' in m:
       cell['NLL'].append((m['nll_mean'], m.get('nll_sem', m.get('nll_std', 0.)), seed))
     references = {'NLL_vs_VAE': vaes.get(r['config']['seed'])}
-    if r['config']['flow'] == 'langevin':
-      references.update({f'NLL_vs_{v}': hvaes.get((v, *_column(r)[1:], r['config']['seed']))
-                         for v in hvae_variants})
+    references.update({f'NLL_vs_{v}': hvaes.get((v, *_column(r)[1:], r['config']['seed']))
+                       for v in paired[_column(r)[0]]})
     for row, reference in references.items():
       if reference is not None and reference is not r:
         try:
@@ -537,8 +559,10 @@ def table1_markdown(records):
       pass  # a record without per-image NLLs: no paired seed differences
   header = '| | ' + ' | '.join(map(_column_title, columns)) + ' |'
   lines = [header, '|---' * (len(columns) + 1) + '|']
-  names = {'NLL': 'NLL (nats)', 'NLL_vs_VAE': 'NLL − VAE of the same seed (paired)',
-           **{f'NLL_vs_{v}': f'NLL − {_FLOW_TITLES[v] if len(hvae_variants) > 1 else "HVAE"} '
+  names = {'NLL': 'NLL (nats)',
+           'NLL_vs_VAE': f'NLL − {_flow_titles().get(_baseline_label(), "VAE")} of the same '
+                         'seed (paired)',
+           **{f'NLL_vs_{v}': f'NLL − {_paired_title(v, hvae_variants)} '
               'of the same K and seed (paired)' for v in hvae_variants},
            'ELBO': 'test ELBO (nats)', 'FID': 'classifier FID',
            'IS': 'classifier IS', 'epochs': 'epochs trained',
@@ -650,7 +674,8 @@ def ablation_markdown(records, vary):
     seeds = sorted(runs)
     configs = [runs[s][0] for s in seeds]
     metrics = [runs[s][1] for s in seeds]
-    nu0 = configs[0].initial_damping() if configs[0].flow == 'langevin' else None
+    nu0 = (configs[0].initial_damping()
+           if 'damping' in config_lib.fields_read_by(configs[0].flow) else None)
 
     def paired(metric, runs=runs, seeds=seeds):
       common = [s for s in seeds
@@ -763,9 +788,10 @@ def _runs_by_column(records):
 def _pairs(columns):
   """The paired comparisons of a convergence table: each flow against the VAE, and Langevin
   against each HVAE variant of the same K (`[(column, reference column), ...]`)."""
-  pairs = [(c, ('vae', 0)) for c in columns if c[0] != 'vae' and ('vae', 0) in columns]
-  return pairs + [(c, h) for c in columns if c[0] == 'langevin'
-                  for h in columns if h[0].startswith('hvae') and h[1] == c[1]]
+  baseline = (_baseline_label(), 0)
+  pairs = [(c, baseline) for c in columns if c[0] != baseline[0] and baseline in columns]
+  return pairs + [(c, h) for c in columns
+                  for h in columns if h[0] in _paired_labels(c[0], columns) and h[1] == c[1]]
 
 
 def _convergence_table(runs, epochs, cpu_minutes, totals=True):

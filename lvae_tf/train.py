@@ -32,6 +32,7 @@ from lvae_tf import data as data_lib
 from lvae_tf import interrupts
 from lvae_tf import models
 from lvae_tf import recovery
+from lvae_tf import registry
 from lvae_tf import results
 from lvae_tf import runlock
 from lvae_tf import visualize
@@ -663,7 +664,7 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   nll_seconds = time.time() - t0
   t0 = time.time()
   # The classifier behind FID/IS knows MNIST digits only: other datasets skip it.
-  fid_samples = config.fid_samples if config.dataset in ('mnist', 'binarized_mnist') else 0
+  fid_samples = config.fid_samples if registry.dataset(config.dataset).classifier_metrics else 0
   if fid_samples and config.verbose:
     print(f'Classifier FID/IS on {fid_samples} samples ...', flush=True)
   quality = sample_quality(model, test_images, fid_samples,

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from lvae_tf import registry
 from lvae_tf import results
 
 __all__ = ['RunImages', 'convergence_curves', 'find_source_record', 'plot_convergence',
@@ -147,8 +148,17 @@ def find_source_record(record, candidates):
   return (best or matches or [None])[0]
 
 
-def convergence_curves(records, columns=(('vae', 0), ('langevin', 5), ('hvae', 5))):
-  """The lines of the convergence figure, one per run of `columns`.
+# K of the flows the convergence figure draws by default (flows without steps: K = 0).
+CONVERGENCE_K = 5
+
+
+def convergence_columns(num_steps=CONVERGENCE_K):
+  """`(flow, K)` of every registered flow: ('vae', 0), ('langevin', 5), ('hvae', 5), ..."""
+  return tuple((s.name, num_steps if s.has_steps else 0) for s in registry.flows())
+
+
+def convergence_curves(records, columns=None):
+  """The lines of the convergence figure, one per run of `columns` (`convergence_columns()`).
 
   A warm-started run's line continues its source run's: its wall seconds, CPU seconds and
   epochs are shifted by what the source had spent when it wrote the checkpoint the run started
@@ -160,6 +170,7 @@ def convergence_curves(records, columns=(('vae', 0), ('langevin', 5), ('hvae', 5
     A list of dicts: `column` (flow, K), `warm` (bool), `unshifted` (bool), `record`,
     `wall_minutes`, `cpu_minutes`, `epochs`, `val_elbo` (lists, one entry per epoch).
   """
+  columns = convergence_columns() if columns is None else columns
   curves = []
   for record in sorted(records, key=lambda r: (r['config']['flow'], bool(r['config'].get(
       'warm_start')), r['config']['seed'])):
@@ -185,7 +196,30 @@ def convergence_curves(records, columns=(('vae', 0), ('langevin', 5), ('hvae', 5
   return curves
 
 
-def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae', 5))):
+def _line_key(curve):
+  """(flow label, K) of a convergence line: the HVAE variants get a line (and colour) each."""
+  return registry.flow_label(curve['record']['config']), curve['column'][1]
+
+
+def _title(label):
+  return next((v.title for v in registry.variants() if v.label == label), label)
+
+
+def _line_colours(curves):
+  """`{(label, K): colour}`: the registered flow's colour (`FlowVariant.color`), unless two
+  lines would share one (one flow at several K): then a colour per line from a palette."""
+  variants = {v.label: (i, v.color) for i, v in enumerate(registry.variants())}
+  keys = sorted({_line_key(c) for c in curves},
+                key=lambda key: (variants.get(key[0], (len(variants),))[0], key))
+  colours = {key: variants.get(key[0], (0, 'tab:gray'))[1] for key in keys}
+  if len(set(colours.values())) < len(colours):
+    palette = ('tab:grey', 'tab:blue', 'tab:orange', 'tab:green', 'tab:red', 'tab:purple',
+               'tab:brown', 'tab:pink', 'tab:olive', 'tab:cyan')
+    colours = {key: palette[i % len(palette)] for i, key in enumerate(keys)}
+  return colours
+
+
+def plot_convergence(records, path, columns=None):
   """Validation ELBO against training seconds and against epochs, one line per run.
 
   Warm-started runs are dashed and continue their source run's line (`convergence_curves`).
@@ -194,7 +228,8 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
     records: Table 1 run records (each with its per-epoch `history`), of one protocol plus
       the runs its warm-started runs started from.
     path: PNG to write (atomically).
-    columns: `(flow, K)` pairs to draw; other records are ignored.
+    columns: `(flow, K)` pairs to draw (default `convergence_columns()`); other records are
+      ignored.
 
   Returns:
     The number of runs drawn.
@@ -202,8 +237,8 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
   # A Figure with its own Agg canvas, not pyplot: no global backend or figure state changes.
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  colours = dict(zip(columns, ('tab:grey', 'tab:blue', 'tab:orange', 'tab:green', 'tab:red')))
   curves = convergence_curves(records, columns)
+  colours = _line_colours(curves)
   # Runs of several machines: a CPU-minute buys different compute on each, so each machine
   # gets its own row of panels (its wall and CPU minutes are not the others').
   machines = results.machine_labels([c['record'] for c in curves])
@@ -214,17 +249,16 @@ def plot_convergence(records, path, columns=(('vae', 0), ('langevin', 5), ('hvae
   axes = fig.subplots(len(rows), 3, sharey=True, sharex='col', squeeze=False)
   labelled = set()
   for curve in curves:
-    c = curve['record']['config']
-    flow, k = curve['column']
-    key = (curve['column'], curve['warm'])
-    name = f'{flow} K={k}' if flow != 'hvae' else f'hvae ({c["hvae_gradient"]}) K={k}'
+    flow_label, k = _line_key(curve)
+    key = (flow_label, k, curve['warm'])
+    name = f'{_title(flow_label)} K={k}'
     if curve['warm']:
       name += ' (warm start' + (', source not shown)' if curve['unshifted'] else ')')
     label = None if key in labelled else name
     labelled.add(key)
     row = axes[rows.index(results.machine_of(curve['record']) if machines else None)]
     for ax, x in zip(row, (curve['wall_minutes'], curve['cpu_minutes'], curve['epochs'])):
-      ax.plot(x, curve['val_elbo'], color=colours[curve['column']], label=label, lw=1.2,
+      ax.plot(x, curve['val_elbo'], color=colours[_line_key(curve)], label=label, lw=1.2,
               alpha=0.85, ls='--' if curve['warm'] else '-')
   # From scratch the VAE trains 5-10 times the flows' epochs in the same budget: on a log axis
   # both the flows' first epochs and the VAE's last ones stay readable. Warm-started runs

@@ -7,8 +7,7 @@ Lives beside the model classes (not in `lvae_tf.train`) so that code which only 
 
 import tensorflow as tf
 
-from lvae_tf.models.vaes import MODELS
-from lvae_tf.models.vaes import VAE
+from lvae_tf import registry
 
 __all__ = ['build_model', 'resolve_precision']
 
@@ -30,13 +29,15 @@ def resolve_precision(precision):
 
 
 def build_model(config, output_bias=0., gradient_counter=None, precision=None):
-  """The model a config describes (registry `lvae_tf.models.MODELS`).
+  """The model a config describes: the model class of the flow's `lvae_tf.registry.FlowSpec`.
 
   Args:
-    config: an `lvae_tf.config.Config`; reads `flow`, `num_steps`, `latent_dim`, `activation`,
-      `init`, `seed`, `precision`, `learn_flow`, `step_size`, the initial damping,
-      `damping_shape` and `min_step_size` (Langevin) and `tempering`, `initial_temperature`, `hvae_gradient`
-      (HVAE).
+    config: an `lvae_tf.config.Config`; reads `flow`, `latent_dim`, `activation`, `init`,
+      `seed`, `precision`, and the fields the flow's `FlowSpec.model_kwargs` reads (Langevin:
+      `num_steps`, `learn_flow`, `step_size`, the initial damping, `damping_shape`,
+      `min_step_size`; HVAE:
+      `num_steps`, `learn_flow`, `step_size`, `tempering`, `initial_temperature`,
+      `hvae_gradient`).
     output_bias: initial decoder output bias (logit of the mean pixel, e.g.
       `output_bias_from_images`).
     gradient_counter: an optional `lvae_tf.bijectors.GradientCounter` the flow increments
@@ -44,21 +45,11 @@ def build_model(config, output_bias=0., gradient_counter=None, precision=None):
     precision: overrides `config.precision` (evaluation always builds a float32 model).
 
   Returns:
-    An unbuilt `VAE`, `HVAE` or `LangevinVAE`.
+    An unbuilt model (a `FlowVAE`: `VAE`, `HVAE`, `LangevinVAE` or a registered flow's).
   """
   precision = resolve_precision(precision or config.precision)
   kwargs = dict(latent_dim=config.latent_dim, activation=config.activation,
                 init=config.init, output_bias=output_bias, seed=config.seed,
                 gradient_counter=gradient_counter, precision=precision)
-  if config.flow == 'vae':
-    return VAE(**kwargs)
-  flow_kwargs = dict(num_steps=config.num_steps, learn_flow=config.learn_flow,
-                     step_size=config.step_size)
-  if config.flow == 'langevin':
-    flow_kwargs.update(damping=config.initial_damping(), damping_shape=config.damping_shape,
-                       min_step_size=config.min_step_size)
-  else:
-    flow_kwargs.update(tempering=config.tempering,
-                       initial_temperature=config.initial_temperature,
-                       gradient_mode=config.hvae_gradient)
-  return MODELS[config.flow](**kwargs, **flow_kwargs)
+  spec = registry.flow(config.flow)
+  return spec.model_class()(**kwargs, **spec.model_kwargs(config))

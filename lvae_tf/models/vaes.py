@@ -7,6 +7,8 @@ they appear in `trainable_variables`, receive gradients, and are checkpointed); 
 rebuilt from them inside every step. `learn_flow=False` freezes them.
 """
 
+import collections.abc
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -14,6 +16,7 @@ import tf_keras as keras
 
 from lvae_tf import bijectors as lb
 from lvae_tf import config as config_lib
+from lvae_tf import registry
 from lvae_tf.models.base import FlowVAE
 
 tfd = tfp.distributions
@@ -208,5 +211,19 @@ class HVAE(FlowVAE):
             'initial_temperature': float(self.initial_temperature.numpy())}
 
 
-MODELS = {'vae': VAE, 'hvae': HVAE, 'langevin': LangevinVAE}
-assert tuple(sorted(MODELS)) == tuple(sorted(config_lib.FLOWS))
+class _Models(collections.abc.Mapping):
+  """`MODELS[flow]`: the model class of each registered flow (`lvae_tf.registry`)."""
+
+  def __getitem__(self, name):
+    if name not in registry.flow_names():
+      raise KeyError(name)
+    return registry.flow(name).model_class()
+
+  def __iter__(self):
+    return iter(registry.flow_names())
+
+  def __len__(self):
+    return len(registry.flow_names())
+
+
+MODELS = _Models()
