@@ -38,6 +38,7 @@ __all__ = [
     'ConfigError',
     'FLOWS',
     'PRESETS',
+    'check_output_file',
     'check_run_name',
     'check_tf_config',
     'check_writable',
@@ -470,6 +471,17 @@ def check_run_name(name):
                       'parent directory with --workdir.')
   if not _RUN_NAME.match(name):
     raise ConfigError(f'--run_name={name!r} is not allowed; it must be {expected}.')
+
+
+def check_output_file(path):
+  """Refuses an output file path that is a directory or lies in a directory that cannot be
+  written, before any work is done (creates no directory)."""
+  if not path:
+    raise ConfigError('an output file path must not be empty.')
+  if os.path.isdir(path):
+    raise ConfigError(f'{path!r} is a directory; give the path of the file to write (e.g. '
+                      f'{os.path.join(path, "figure.png")!r}).')
+  check_writable(os.path.dirname(path) or '.', keep=False)
 
 
 def check_writable(directory, keep=True):
