@@ -164,9 +164,16 @@ def validate_record(record, path):
   if record.get('kind') != 'table1_run':
     check.fail('kind', "'table1_run'", record.get('kind'))
   check.get(record, 'run_name', 'string')
-  check.get(record, 'protocol', 'string', required=False)
+  protocol = check.get(record, 'protocol', 'string', required=False)
   config = check.get(record, 'config', 'object')
   _check_config(_Checker(path, 'config.'), config)
+  if protocol is None:  # records before the protocol was kept: derived from the config
+    from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+    try:
+      config_lib.protocol_name(config_lib.Config.from_dict(config))
+    except (ConfigError, TypeError, ValueError, ArithmeticError) as e:
+      raise SchemaError(path, 'protocol', f'missing, and the config does not give one ({e}).'
+                        ) from None
   metrics = check.get(record, 'metrics', 'object')
   m = _Checker(path, 'metrics.')
   for name in ('nll_mean', 'nll_sem', 'nll_std', 'test_elbo', 'valid_elbo', 'classifier_fid',
