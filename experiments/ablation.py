@@ -15,6 +15,7 @@ import os
 from absl import app
 from absl import flags
 
+from lvae_tf import errors  # pylint: disable=g-bad-import-order
 from experiments import cli  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
@@ -24,6 +25,7 @@ flags.DEFINE_string('results_dir', os.path.join('results', 'damping_ablation'),
 flags.DEFINE_list('vary', ['damping', 'damping_shape'], 'Config fields the runs differ in.')
 
 
+@errors.main_boundary
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')

@@ -23,6 +23,7 @@ import os
 from absl import app
 from absl import flags
 
+from lvae_tf import errors  # pylint: disable=g-bad-import-order
 from experiments import cli  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
@@ -32,6 +33,7 @@ flags.DEFINE_string('results_dir', os.path.join('results', 'table1'),
 flags.DEFINE_string('protocol', None, 'Protocol directory under --results_dir.')
 
 
+@errors.main_boundary
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')

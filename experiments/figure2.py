@@ -26,6 +26,7 @@ from absl import flags
 
 from experiments import cli  # pylint: disable=g-bad-import-order
 from lvae_tf import config_flags  # pylint: disable=g-bad-import-order
+from lvae_tf import errors  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
 
@@ -132,6 +133,7 @@ def make_figure(panels, num_cols):
   return fig
 
 
+@errors.main_boundary
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')
@@ -151,6 +153,7 @@ def main(argv):
       command = train_command(config)
       check_run_dir(run_dir, FLAGS.checkpoint, command)
       plan.append((flow, title, run_dir, command))
+    config_lib.check_output_file(FLAGS.output)
   except (RunError, config_lib.ConfigError) as e:
     cli.fail(str(e))
 

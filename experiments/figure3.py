@@ -18,6 +18,7 @@ from absl import flags
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+from lvae_tf import errors  # pylint: disable=g-bad-import-order
 from experiments import cli  # pylint: disable=g-bad-import-order,g-import-not-at-top
 from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
 from lvae_tf import figure3  # pylint: disable=g-import-not-at-top
@@ -90,6 +91,7 @@ def settings_from_flags():
     cli.fail(str(e))
 
 
+@errors.main_boundary
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')

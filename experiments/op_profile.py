@@ -24,6 +24,7 @@ from absl import flags
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-bad-import-order,g-import-not-at-top
+from lvae_tf import errors  # pylint: disable=g-bad-import-order
 from experiments import cli
 from lvae_tf import benchmark as bm
 from lvae_tf import results
@@ -98,6 +99,7 @@ def markdown(report):
   return '\n'.join(lines) + '\n'
 
 
+@errors.main_boundary
 def main(argv):
   del argv
   for p in FLAGS.precisions:

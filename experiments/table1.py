@@ -10,9 +10,13 @@ override the preset. Each run trains in `--workdir/<run name>/` (config, checkpo
 TensorBoard, `record.json`; started again with the same command it resumes). The run name is
 `lvae_tf.config.run_name` unless `--run_name` chooses one.
 
+`--run_name` is one path component (no '/', no '..', at most 100 characters).
+
 Nothing is published unless `--results_dir` is given: then the record is copied to
-`<results_dir>/<protocol>/records/<run name>.json` and `<results_dir>/<protocol>/table1.md` is
-rebuilt from that protocol's records (seeds averaged, protocols never mixed).
+`<results_dir>/<protocol>/records/<machine>/<run name>.json` (a `--run_name` of your own is
+followed by the configuration's run name: a record of another configuration is never
+replaced) and `<results_dir>/<protocol>/table1.md` is rebuilt from that protocol's records
+(seeds averaged, protocols never mixed, each run counted once).
 
 Every failure ends with a one-line `error: ...` on stderr (no traceback) and a state the same
 command, run again, resumes from. Exit status:
@@ -28,6 +32,7 @@ command, run again, resumes from. Exit status:
   epoch is kept (never half-written) and the same command resumes from it.
 """
 
+import dataclasses
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow is imported
@@ -38,6 +43,7 @@ from absl import logging
 
 from experiments import cli  # pylint: disable=g-bad-import-order
 from lvae_tf import config_flags  # pylint: disable=g-bad-import-order
+from lvae_tf import errors  # pylint: disable=g-bad-import-order
 from lvae_tf import interrupts  # pylint: disable=g-bad-import-order
 from lvae_tf import recovery  # pylint: disable=g-bad-import-order
 
@@ -54,9 +60,11 @@ flags.DEFINE_bool('table_only', False, 'Only rebuild the tables under --results_
 flags.DEFINE_bool('print_run_name', False,
                   'Print the run name (and protocol) of this configuration and exit.')
 flags.DEFINE_bool('skip_if_published', False,
-                  'Exit at once if --results_dir already holds this run\'s record from this machine.')
+                  'Exit at once if --results_dir already holds a record of this configuration '
+                  'from this machine (whatever its run name).')
 
 
+@errors.main_boundary
 def main(argv):
   with interrupts.handle_signals():  # SIGINT, SIGTERM -> interrupts.Interrupted
     try:
@@ -107,8 +115,8 @@ def _main(argv):
     try:
       tables = results.write_tables(FLAGS.results_dir)
     except OSError as e:
-      cli.fail(f'{_cannot_write(e)}. The tables under {FLAGS.results_dir!r} are unchanged; '
-               'make that directory writable (or choose another --results_dir).', status=1)
+      cli.fail(f'{_cannot_write(e)}. The tables under {FLAGS.results_dir!r} are unchanged. '
+               f'{errors.advice(e)}', status=1)
     for path in tables:
       print(f'wrote {path}')
     if not tables:
@@ -118,6 +126,8 @@ def _main(argv):
     config = config_flags.config_from_flags()
     config.validate()
     config_lib.check_tf_config(config.strategy)
+    if FLAGS.run_name is not None:
+      config_lib.check_run_name(FLAGS.run_name)
     config_lib.check_writable(FLAGS.workdir, keep=False)
     if FLAGS.results_dir is not None:
       config_lib.check_writable(FLAGS.results_dir, keep=False)
@@ -130,9 +140,10 @@ def _main(argv):
   if FLAGS.print_run_name:
     print(name, protocol)
     return
-  if FLAGS.skip_if_published and FLAGS.results_dir and os.path.exists(
-      results.record_path(FLAGS.results_dir, protocol, name, results.environment())):
-    print(f'{name}: already published under {FLAGS.results_dir}/{protocol} for this machine, '
+  published = FLAGS.skip_if_published and FLAGS.results_dir and results.find_published(
+      FLAGS.results_dir, dataclasses.asdict(config), results.environment())
+  if published:
+    print(f'{name}: this configuration is already published for this machine ({published}), '
           'skipped.')
     return
   run_dir = os.path.join(FLAGS.workdir, name)
@@ -144,9 +155,10 @@ def _main(argv):
   except models.NonFiniteLossError as e:
     failure = e, str(e), 1
   except OSError as e:  # lvae_tf.results.WriteError: disk full, permissions
-    failure = e, (f'{_cannot_write(e)}. Nothing was half-written: the checkpoint of the last '
-                  'completed epoch and the previous record are kept. Free some space (or fix '
-                  'the permissions) and run the same command again to resume.'), 1
+    failure = e, ' '.join(filter(None, [
+        f'{_cannot_write(e)}. Nothing was half-written: the checkpoint of the last completed '
+        'epoch and the previous record are kept.', errors.advice(e),
+        'Once that is fixed, the same command resumes.'])), 1
   except interrupts.Interrupted as e:
     failure = e, _interrupted(e, run_dir), e.exit_status
   _fail(*failure)

@@ -40,6 +40,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 from experiments import cli  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from lvae_tf import errors  # pylint: disable=g-import-not-at-top
 from lvae_tf import data  # pylint: disable=g-import-not-at-top
 from lvae_tf import metrics  # pylint: disable=g-import-not-at-top
 from lvae_tf import results  # pylint: disable=g-import-not-at-top
@@ -54,8 +55,8 @@ def define_flags():
   without clashing absl flag names (e.g. `--seed` of `experiments.table1`).
   """
   flags.DEFINE_integer('seed', 0, 'Seed of weights, order, draws.')
-  flags.DEFINE_integer('epochs', 6, 'Training epochs.')
-  flags.DEFINE_integer('batch_size', 128, 'Batch size.')
+  flags.DEFINE_integer('epochs', 6, 'Training epochs.', lower_bound=1, upper_bound=1000)
+  flags.DEFINE_integer('batch_size', 128, 'Batch size.', lower_bound=1, upper_bound=50000)
   flags.DEFINE_float('learning_rate', 1e-3,
                      'Initial Adam learning rate (cosine decay to 0).')
   flags.DEFINE_float(
@@ -230,6 +231,7 @@ def _is_shipped_assets(directory):
   return os.path.realpath(directory) == os.path.realpath(os.path.join(shipped, 'assets'))
 
 
+@errors.main_boundary
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
@@ -239,6 +241,8 @@ def main(argv):
         'replacing them changes every classifier FID/IS. Pass --overwrite_shipped to do it '
         'on purpose, or choose another --output_dir.\n')
     sys.exit(2)
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  config_lib.check_writable(FLAGS.output_dir, keep=False)  # before minutes of training
   record = train_classifier(
       seed=FLAGS.seed, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
       learning_rate=FLAGS.learning_rate,
@@ -254,7 +258,7 @@ def run():
   """Entry point of `lvae-train-classifier` (same as `python -m experiments.train_classifier`)."""
   cli.use_module_doc(__doc__)
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == '__main__':

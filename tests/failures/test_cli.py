@@ -139,13 +139,15 @@ def trained(tmp_path_factory):
   after_usage = sorted(os.listdir(root))
   run_dir, records = root / 'runs' / RUN, root / 'res' / PROTOCOL / 'records'
   # This machine's records directory, where the run's record is published.
-  published = pathlib.Path(results.record_path(str(root / 'res'), PROTOCOL, RUN,
-                                               results.environment())).parent
+  record_file = pathlib.Path(results.record_path(str(root / 'res'), PROTOCOL, RUN,
+                                                 results.environment(),
+                                                 dataclasses.asdict(CONFIG)))
+  published = record_file.parent
   run_dir.mkdir(parents=True)
   published.mkdir(parents=True)
   planted = {
       'config_tmp': run_dir / '.tmp-k1ll3d00config.json',  # killed writing config.json
-      'record_tmp': published / f'.tmp-k1ll3d00{RUN}.json',  # killed publishing this run
+      'record_tmp': published / f'.tmp-k1ll3d00{record_file.name}',  # killed publishing it
       'table_tmp': records.parent / '.tmp-k1ll3d00table1.md',  # killed writing the table
       'other_tmp': published / '.tmp-k1ll3d00other.json',  # another run's: not ours to remove
       'fresh_tmp': published / f'.tmp-wr1t1ng0{RUN}.json',  # newer than the run: kept
@@ -896,7 +898,7 @@ def test_the_corrected_command_works_after_usage_errors(trained):
   assert trained.after_usage == []
   assert trained.run.returncode == 0
   assert os.path.exists(results.record_path(str(trained.root / 'res'), PROTOCOL, RUN,
-                                            results.environment()))
+                                            results.environment(), dataclasses.asdict(CONFIG)))
 
 
 def test_publish_and_table_only_skip_a_malformed_record_with_a_warning(tmp_path):
