@@ -30,12 +30,14 @@ FIRST_PARTY = {'lvae_tf', 'experiments'}
 KNOWN_DISTRIBUTIONS = {'matplotlib': 'matplotlib', 'tensorflow_datasets': 'tensorflow-datasets'}
 EXPECTED_SCRIPTS = {
     'lvae-fetch-mnist': 'lvae_tf.fetch_mnist:main',
-    'lvae-table1': 'experiments.table1:run',
-    'lvae-figure2': 'experiments.figure2:run',
-    'lvae-figure3': 'experiments.figure3:run',
-    'lvae-train-classifier': 'experiments.train_classifier:run',
-    'lvae-metric-reference': 'experiments.metric_reference:run',
-    'lvae-op-profile': 'experiments.op_profile:run',
+    'lvae-table1': 'lvae_tf.cli.table1:run',
+    'lvae-figure2': 'lvae_tf.cli.figure2:run',
+    'lvae-figure3': 'lvae_tf.cli.figure3:run',
+    'lvae-train-classifier': 'lvae_tf.cli.train_classifier:run',
+    'lvae-metric-reference': 'lvae_tf.cli.metric_reference:run',
+    'lvae-op-profile': 'lvae_tf.cli.op_profile:run',
+    'lvae-convergence': 'lvae_tf.cli.convergence:run',
+    'lvae-ablation': 'lvae_tf.cli.ablation:run',
 }
 
 
@@ -187,14 +189,32 @@ def test_installed_distribution_matches_pyproject(project):
 
 def test_assets_are_package_data(pyproject):
   setuptools_config = pyproject['tool']['setuptools']
-  assert setuptools_config['packages']['find']['include'] == [
-      'lvae_tf', 'lvae_tf.*', 'experiments']
+  # Only lvae_tf installs: experiments/ holds a clone's `python -m` wrappers, not a package.
+  assert setuptools_config['packages']['find']['include'] == ['lvae_tf', 'lvae_tf.*']
   patterns = setuptools_config['package-data']['lvae_tf']
   assets = sorted((ROOT / 'lvae_tf' / 'assets').iterdir())
   assert {p.name for p in assets} >= {'mnist_classifier.json', 'mnist_classifier.weights.h5'}
   for path in assets:
     relative = path.relative_to(ROOT / 'lvae_tf').as_posix()
     assert any(fnmatch.fnmatch(relative, pat) for pat in patterns), f'{relative} not shipped'
+
+
+def test_only_lvae_tf_is_packaged(pyproject):
+  """setuptools' own discovery, with pyproject's settings, finds lvae_tf and its subpackages only.
+
+  `experiments/` stays a directory of the clone (`python -m experiments.<name>` wrappers of
+  `lvae_tf.cli`); installed, a top-level `experiments` package could clash with any other
+  project's. The fresh-venv test (`test_fresh_venv_plain_install_runs_tiny_table1`) checks the
+  installed file list too.
+  """
+  import setuptools  # pylint: disable=g-import-not-at-top
+  include = pyproject['tool']['setuptools']['packages']['find']['include']
+  packages = setuptools.find_packages(where=str(ROOT), include=include)
+  assert 'lvae_tf.cli' in packages and 'lvae_tf.models' in packages, packages
+  assert {p.split('.')[0] for p in packages} == {'lvae_tf'}, packages
+  for wrapper in sorted((ROOT / 'experiments').glob('*.py')):
+    assert len(wrapper.read_text().splitlines()) <= 5 or wrapper.name == '__init__.py', (
+        f'{wrapper.relative_to(ROOT)}: keep the code in lvae_tf/cli, this is a wrapper')
 
 
 def test_pip_check_passes():
