@@ -8,8 +8,12 @@ import ast
 import fnmatch
 import importlib.metadata
 import importlib.util
+import json
+import math
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -134,6 +138,9 @@ def test_every_import_is_covered_by_a_dependency(project):
   # Never imported by name, yet needed: tf.summary.scalar (Keras' TensorBoard callback in
   # lvae_tf.train) imports tensorboard, which TensorFlow >= 2.20 no longer requires.
   assert 'tensorboard' in core
+  # Every run writes PNGs (lvae_tf.visualize imports matplotlib lazily): the plain install
+  # must carry it, or a run crashes after training (issue 26).
+  assert 'matplotlib' in core
 
 
 def test_pins_satisfy_the_ranges(project):
@@ -217,9 +224,92 @@ def test_only_lvae_tf_is_packaged(pyproject):
         f'{wrapper.relative_to(ROOT)}: keep the code in lvae_tf/cli, this is a wrapper')
 
 
+def _copy_sources(target):
+  """The files `pip install <checkout>` needs, copied so the build writes nothing here."""
+  ignore = shutil.ignore_patterns('.git', '.venv', 'runs', 'results', 'build', '*.egg-info',
+                                  '__pycache__', '.pytest_cache', 'notebooks', 'docs', 'tests')
+  shutil.copytree(ROOT, target, ignore=ignore)
+  return target
+
+
+@pytest.fixture(scope='module')
+def fresh_venv(tmp_path_factory):
+  """A new virtual environment holding `pip install -c requirements.txt <checkout>` (no extras).
+
+  Needs the package index (PyPI or pip's configured one): pip downloads what its cache lacks.
+  """
+  root = tmp_path_factory.mktemp('fresh')
+  source = _copy_sources(root / 'source')
+  venv = root / 'venv'
+  subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True, timeout=300)
+  python = venv / 'bin' / 'python'
+  env = _clean_env(root)
+  out = subprocess.run([str(python), '-m', 'pip', 'install', '--quiet',
+                        '--disable-pip-version-check', '-c', str(ROOT / 'requirements.txt'),
+                        str(source)],
+                       capture_output=True, text=True, env=env, timeout=3600, check=False)
+  if out.returncode != 0 and 'Could not find a version' in out.stderr + out.stdout:
+    pytest.skip(f'no package index reachable: {out.stderr[-500:]}')
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  return venv
+
+
+def _clean_env(root):
+  """The environment of a user's shell: no PYTHONPATH to this checkout, a private HOME cache."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('PYTHONPATH', 'VIRTUAL_ENV', 'LVAE_TF_MNIST_PATH', 'TF_CPP_MIN_LOG_LEVEL')}
+  env['MPLCONFIGDIR'] = str(root / 'matplotlib')
+  env['XDG_CACHE_HOME'] = str(root / 'cache')  # not the developer's ~/.cache/lvae_tf
+  return env
+
+
+@pytest.mark.slow
+def test_fresh_venv_plain_install_runs_tiny_table1(fresh_venv, tmp_path):
+  """Slow (a new venv, pip install from the index, MNIST fetch, a tiny run; fast cover:
+  test_only_lvae_tf_is_packaged, test_every_import_is_covered_by_a_dependency)."""
+  bin_dir = fresh_venv / 'bin'
+  env = _clean_env(tmp_path)
+  cwd = tmp_path / 'elsewhere'
+  cwd.mkdir()
+
+  def run(*command, timeout=900):
+    return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+  check = run(bin_dir / 'python', '-m', 'pip', 'check')
+  assert check.returncode == 0, check.stdout + check.stderr
+  where = run(bin_dir / 'python', '-c', 'import lvae_tf; print(lvae_tf.__file__)')
+  assert pathlib.Path(where.stdout.strip()).is_relative_to(fresh_venv), where
+  files = run(bin_dir / 'python', '-m', 'pip', 'show', '-f', 'lvae_tf')
+  assert files.returncode == 0, files.stderr
+  listed = [line.strip() for line in files.stdout.split('Files:', 1)[1].splitlines()]
+  assert 'lvae_tf/cli/table1.py' in listed, listed
+  tops = {line.split('/')[0] for line in listed if line and not line.startswith('../')}
+  assert not [t for t in tops if t.startswith('experiments')], tops
+  assert {t for t in tops if not t.startswith('lvae_tf-')} == {'lvae_tf'}, tops
+
+  fetch = run(bin_dir / 'lvae-fetch-mnist')
+  assert fetch.returncode == 0, fetch.stdout + fetch.stderr
+  assert (fresh_venv / 'share' / 'lvae_tf' / 'mnist.pkl.gz').is_file(), fetch.stdout
+
+  table1 = run(bin_dir / 'lvae-table1', '--preset=tiny', '--flow=langevin', '--steps=2',
+               '--workdir=runs')
+  assert table1.returncode == 0, table1.stdout[-3000:] + table1.stderr[-3000:]
+  runs = list((cwd / 'runs').iterdir())
+  assert [r.name for r in runs] == [r.name for r in runs if r.name.startswith(
+      'langevin-K2-tiny-seed85547-')] and len(runs) == 1, runs
+  record = json.loads((runs[0] / 'record.json').read_text())
+  assert record['config']['num_steps'] == 2 and record['config']['preset'] == 'tiny'
+  assert math.isfinite(record['metrics']['nll_mean']) and record['metrics']['nll_mean'] > 0
+  for name in ('samples.png', 'reconstructions.png'):
+    assert (runs[0] / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+  assert 'Traceback' not in table1.stderr, table1.stderr[-3000:]
+
+
 def test_pip_check_passes():
   if importlib.util.find_spec('pip') is None:
     pytest.skip(f'pip is not installed in {sys.prefix}, so `pip check` cannot run')
   out = subprocess.run([sys.executable, '-m', 'pip', 'check'], capture_output=True, text=True,
                        timeout=120, check=False)
   assert out.returncode == 0, out.stdout + out.stderr
+

@@ -28,6 +28,7 @@ def use_module_doc(doc):
 
 
 def require_matplotlib(what):
-  """Exits 2 at once, before any long computation, if matplotlib (the [plots] extra) is missing."""
+  """Exits 2 at once, before any long computation, if matplotlib (a dependency) is missing."""
   if importlib.util.find_spec('matplotlib') is None:
-    fail(f'{what} needs matplotlib: pip install "lvae_tf[plots]" (or matplotlib).')
+    fail(f'{what} needs matplotlib, a dependency of lvae_tf that is missing here: '
+         'pip install matplotlib (or reinstall lvae_tf).')
