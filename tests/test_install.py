@@ -5,6 +5,7 @@ console-script targets are found without importing their modules (two of them de
 of the same names at import), and `pip check` only reads the installed metadata.
 """
 import ast
+import dataclasses
 import fnmatch
 import importlib.metadata
 import importlib.util
@@ -313,3 +314,95 @@ def test_pip_check_passes():
                        timeout=120, check=False)
   assert out.returncode == 0, out.stdout + out.stderr
 
+
+# -- --help of every entry point. --------------------------------------------------------------
+
+# Entry points whose module imports TensorFlow at import time: --help takes a TensorFlow start-up.
+_IMPORTS_TENSORFLOW = {'lvae-train-classifier', 'lvae-metric-reference', 'lvae-op-profile'}
+
+
+def _defined_flags(path):
+  """{name: default source text} of the `flags.DEFINE_*('name', default, ...)` calls in a file."""
+  defined = {}
+  for node in ast.walk(ast.parse(path.read_text())):
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and
+        node.func.attr.startswith('DEFINE_') and len(node.args) >= 2 and
+        isinstance(node.args[0], ast.Constant)):
+      defined[node.args[0].value] = node.args[1]
+  return defined
+
+
+def _help(script, target, *args):
+  """`<script> --help` as pip's launcher runs it: `__main__` is not the entry module."""
+  module, func = target.split(':')
+  code = f'import sys; sys.argv = [{script!r}, *{list(args)!r}]; from {module} import {func}; ' \
+         f'sys.exit({func}())'
+  return subprocess.run([sys.executable, '-c', code], cwd=ROOT / 'tests', capture_output=True,
+                        text=True, timeout=600, check=False,
+                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+@pytest.mark.parametrize('script', [
+    pytest.param(s, marks=pytest.mark.slow) if s in _IMPORTS_TENSORFLOW else s
+    for s in sorted(EXPECTED_SCRIPTS) if s != 'lvae-fetch-mnist'])
+def test_help_lists_the_entry_points_flags_grouped_with_defaults(script):
+  """--help prints the docstring, then every flag the entry module defines (and, for those
+  that adopt them, every configuration flag, grouped by role, with its preset's value)."""
+  target = EXPECTED_SCRIPTS[script]
+  module = target.split(':')[0]
+  out = _help(script, target, '--help')
+  assert out.returncode == 0, out.stderr[-3000:]
+  text = out.stdout
+  source = _module_file(module)
+  doc = ast.get_docstring(ast.parse(source.read_text()))
+  assert text.startswith(doc.splitlines()[0]), text[:300]
+  own = _defined_flags(source)
+  assert own, f'{module} defines no flags?'
+  assert '\nflags:\n' in text, text[-3000:]
+  listing = text.split('\nflags:\n', 1)[1]
+  headings = [line for line in listing.splitlines() if line.endswith(':') and
+              not line[0].isspace()]
+  assert headings[0] == f'{module}:', headings
+  for name, default in own.items():
+    rendered = re.search(rf'^  --(\[no\])?{name}: (.*?)(?=^  -|^$)', listing,
+                         re.MULTILINE | re.DOTALL)
+    assert rendered, f'--{name} missing from {script} --help'
+    if not (isinstance(default, ast.Constant) and default.value is None):
+      assert '(default: ' in rendered.group(2), (name, rendered.group(0))
+  if 'config_flags.define_config_flags' not in source.read_text():
+    assert not [h for h in headings if h.startswith('configuration')], headings
+    return
+  from lvae_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from lvae_tf import config_flags  # pylint: disable=g-import-not-at-top
+  assert [h.split(',')[0].split(' (')[0] for h in headings[1:]] == ['configuration'] * 6, headings
+  assert 'configuration, budget (when training stops):' in headings
+  cpu = config_lib.Config.from_preset('cpu')
+  for field in dataclasses.fields(config_lib.Config):
+    name = config_flags.flag_name(field)
+    assert re.search(rf'^  --(\[no\])?{name}: ', text, re.MULTILINE), f'--{name} missing'
+  # Defaults are the default preset's (cpu) values, not the flags' placeholder None.
+  assert '(default: 0.001, from --preset=cpu)' in text  # learning_rate
+  assert f'(default: {cpu.train_minutes}, from --preset=cpu)' in text
+  assert "(default: 'cpu')" in text  # --preset
+
+
+def test_help_shows_the_preset_given_before_it():
+  """`--preset=tiny --help` shows the tiny preset's values as the defaults."""
+  out = _help('lvae-table1', EXPECTED_SCRIPTS['lvae-table1'], '--preset=tiny', '--help')
+  assert out.returncode == 0, out.stderr[-2000:]
+  steps = re.search(r'^  --steps_per_epoch: .*?\(default: (.*?)\)', out.stdout,
+                    re.MULTILINE | re.DOTALL)
+  assert steps.group(1) == '3, from --preset=tiny', steps.group(0)
+
+
+def test_help_through_the_clone_wrapper_and_helpfull():
+  """`python -m experiments.table1 --help` shows the same text; --helpfull lists absl's too."""
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  wrapper = subprocess.run([sys.executable, '-m', 'experiments.table1', '--help'], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300, env=env, check=False)
+  assert wrapper.returncode == 0, wrapper.stderr[-2000:]
+  assert wrapper.stdout.startswith('Table 1 of the paper'), wrapper.stdout[:200]
+  assert re.search(r'^  --learning_rate: ', wrapper.stdout, re.MULTILINE)
+  full = subprocess.run([sys.executable, '-m', 'experiments.table1', '--helpfull'], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300, env=env, check=False)
+  assert '--verbosity' in full.stdout and '--learning_rate' in full.stdout, full.stdout[-2000:]

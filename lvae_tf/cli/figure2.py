@@ -31,6 +31,7 @@ FLAGS = flags.FLAGS
 
 config_flags.define_config_flags(default_preset='cpu')
 config_flags.define_workdir_flag()
+flags.adopt_module_key_flags(config_flags)  # --help lists them (lvae_tf.cli.help_text)
 flags.DEFINE_string('langevin_run', None,
                     'Langevin-VAE run directory (default: the run experiments.table1 trains '
                     'with the same flags and --flow=langevin).')

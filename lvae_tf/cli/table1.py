@@ -45,6 +45,7 @@ FLAGS = flags.FLAGS
 
 config_flags.define_config_flags(default_preset='cpu')
 config_flags.define_workdir_flag()
+flags.adopt_module_key_flags(config_flags)  # --help lists them (lvae_tf.cli.help_text)
 flags.DEFINE_string('run_name', None,
                     'Name of the run directory (default: lvae_tf.config.run_name).')
 flags.DEFINE_string('results_dir', None,
