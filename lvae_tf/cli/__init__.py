@@ -7,16 +7,105 @@ also runs them as `python -m experiments.<name>`. What they share:
 * `--help` lists the entry point's own flags and the configuration flags it adopts
   (`flags.adopt_module_key_flags(config_flags)`), grouped, with their defaults; `--helpfull`
   lists every flag (absl's `--help` would list only the flags of `__main__`, which for a console
-  script is pip's launcher).
+  script is pip's launcher);
+* TensorFlow's C++ start-up lines (`I0000 ... oneDNN ...`, `E0000 ... cuInit ...` on a
+  machine without a GPU) are hidden: importing this package sets `TF_CPP_MIN_LOG_LEVEL=3` and
+  holds back what `import tensorflow` writes to stderr, keeping every line that is not such a
+  log line. `TF_CPP_MIN_LOG_LEVEL` set in the environment, or absl's `--verbosity`/`-v` on the
+  command line, shows them all as TensorFlow prints them.
 """
 
+import contextlib
 import dataclasses
+import importlib.abc
 import importlib.util
 import os
+import re
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
+
+# TensorFlow's C++ log lines (absl format: `I0000 00:00:1796685179.849 8215 port.cc:153] ..`)
+# at INFO and WARNING, and absl's notice that they go to stderr before its logging starts.
+_STARTUP_NOISE = re.compile(
+    r'([IW]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] |WARNING: All log messages before '
+    r'absl::InitializeLog\(\) is called are written to STDERR)')
+
+
+def wants_tensorflow_log(argv=None, environ=None):
+  """True if the user asked for TensorFlow's start-up log (environment or absl's -v)."""
+  environ = os.environ if environ is None else environ
+  argv = sys.argv[1:] if argv is None else argv
+  return 'TF_CPP_MIN_LOG_LEVEL' in environ or any(
+      re.match(r'--?(v|verbosity)(=|$)', a) for a in argv)
+
+
+@contextlib.contextmanager
+def stderr_filtered(pattern=_STARTUP_NOISE):
+  """Holds back what is written to file descriptor 2, then writes it minus `pattern`'s lines.
+
+  At the file-descriptor level, so C++ writes are caught too. If the body raises, everything
+  is written back unfiltered.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  ok = False
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+      ok = True
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      held.seek(0)
+      lines = held.read().decode(errors='replace').splitlines(keepends=True)
+      kept = ''.join(line for line in lines if not (ok and pattern.match(line)))
+      if kept:
+        sys.stderr.write(kept)
+        sys.stderr.flush()
+
+
+class _QuietLoader(importlib.abc.Loader):
+  """Runs another loader's `exec_module` inside `stderr_filtered`."""
+
+  def __init__(self, loader):
+    self._loader = loader
+
+  def create_module(self, spec):
+    return self._loader.create_module(spec)
+
+  def exec_module(self, module):
+    with stderr_filtered():
+      self._loader.exec_module(module)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+  """Makes the first `import tensorflow` of the process run under `stderr_filtered`."""
+
+  def find_spec(self, name, path=None, target=None):
+    if name != 'tensorflow':
+      return None
+    sys.meta_path.remove(self)  # once, and so the lookup below finds the real spec
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.loader is not None:
+      spec.loader = _QuietLoader(spec.loader)
+    return spec
+
+
+def quiet_tensorflow_startup():
+  """Hides TensorFlow's C++ start-up log unless `wants_tensorflow_log()` (see the docstring)."""
+  if wants_tensorflow_log() or 'tensorflow' in sys.modules:
+    return
+  os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'
+  if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+quiet_tensorflow_startup()
 
 
 def fail(message, status=2):

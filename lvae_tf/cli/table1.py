@@ -155,15 +155,11 @@ def _main(argv):
 
 def _run(config, name, run_dir):
   """Trains and evaluates (`train.train_and_evaluate`), prints and publishes the record."""
-  from lvae_tf import results, train  # pylint: disable=g-import-not-at-top,multiple-imports
+  from lvae_tf import progress, results, train  # pylint: disable=g-import-not-at-top,multiple-imports
   record = train.train_and_evaluate(config, run_dir)
   if record['environment']['task'] != 'chief':
     return  # a non-chief worker of a multi-worker run: the chief writes the results
-  m = record['metrics']
-  print(f'\n{name}: test ELBO {m["test_elbo"]:.2f}, NLL {m["nll_mean"]:.2f} '
-        f'± {m["nll_sem"]:.2f} (standard error; S = {config.nll_samples}, '
-        f'{m["nll_test_images"]} test images, {config.nll_passes} pass(es))')
-  print(f'record: {os.path.join(run_dir, "record.json")}')
+  print('\n' + progress.summary(record, run_dir))
   if FLAGS.results_dir is not None:
     path, table = results.publish(record, FLAGS.results_dir)
     print(f'published: {path}\n\n{table}')
