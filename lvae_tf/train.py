@@ -32,6 +32,7 @@ from lvae_tf import config as config_lib
 from lvae_tf import data as data_lib
 from lvae_tf import interrupts
 from lvae_tf import models
+from lvae_tf import progress
 from lvae_tf import recovery
 from lvae_tf import registry
 from lvae_tf import results
@@ -759,13 +760,16 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
     with interrupts.safe_points():  # Ctrl-C / SIGTERM are raised at a batch or epoch end
       model.fit(train, epochs=config.max_epochs, initial_epoch=initial_epoch,
                 steps_per_epoch=config.steps_per_epoch, validation_data=valid,
-                callbacks=[state, keras.callbacks.TensorBoard(
+                callbacks=[state,  # progress reads its epoch-end state: after it
+                           progress.TrainingProgress(state, config.max_epochs,
+                                                     config.steps_per_epoch, config.verbose),
+                           keras.callbacks.TensorBoard(
                     os.path.join(workdir, 'tensorboard'), profile_batch=0),
                            visualize.RunImages(os.path.join(workdir, 'tensorboard'),
                                                valid_images[:_PICTURE_IMAGES],
                                                seed=config.seed),
                            SafePoints()],  # last: the other callbacks finish their batch
-                verbose=config.verbose)
+                verbose=0)  # progress.TrainingProgress shows it
   train_seconds = time.time() - t0
   train_steps = int(model.optimizer.iterations.numpy())
   state.restore_best()
@@ -784,8 +788,13 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   test = data_lib.eval_dataset(test_images, config.eval_batch_size,
                                seed=(config.seed, 2), binarization='dynamic',
                                binarized=binarized)
-  test_elbo = model.evaluate(test, verbose=0, return_dict=True)['elbo']
-  valid_elbo = model.evaluate(valid, verbose=0, return_dict=True)['elbo']
+  if config.verbose:
+    print(f'Test and validation ELBO ({len(test_images)} and {len(valid_images)} images) ...',
+          flush=True)
+  test_elbo = model.evaluate(test, verbose=progress.keras_verbosity(config.verbose),
+                             return_dict=True)['elbo']
+  valid_elbo = model.evaluate(valid, verbose=progress.keras_verbosity(config.verbose),
+                              return_dict=True)['elbo']
   elbo_seconds = time.time() - t0
   t0 = time.time()
   nll_index = nll_subset_indices(len(test_images), config)
@@ -798,6 +807,9 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   if partial:  # progress of the one-file layout of earlier versions, if it is this NLL's
     _adopt_legacy_partial(os.path.join(workdir, 'nll_partial.jsonl'), partial,
                           _nll_identity(identity, len(nll_index), config.seed, config))
+  if config.verbose:
+    print(f'NLL ({len(nll_index)} test images, S = {config.nll_samples}, '
+          f'{config.nll_passes} pass(es)) ...', flush=True)
   nll = evaluate_nll(model, test_images[nll_index], config, config.seed,
                      progress=config.verbose > 0, binarized=binarized, partial_path=partial,
                      identity=identity)
@@ -810,6 +822,9 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   quality = sample_quality(model, test_images, fid_samples,
                            seed=config.seed) if fid_samples else {}
   quality_seconds = time.time() - t0
+  if quality and config.verbose:
+    print(f'Classifier FID {quality["classifier_fid"]:.2f}, IS {quality["classifier_is"]:.2f} '
+          f'({quality_seconds:.0f} s).', flush=True)
   t0 = time.time()
   epochs = int(state.epoch.numpy())
   curve = nll_curve(model, workdir, config, test_images, nll_index, state.history(), epochs,
@@ -861,6 +876,7 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   record['environment']['precision'] = config.precision
   if chief:
     results.write_json_atomic(record_file(workdir, config), record)
+    progress.log_hparams(os.path.join(workdir, 'tensorboard', 'hparams'), record)
   return record
 
 

@@ -119,7 +119,7 @@ def test_from_dict_reads_legacy_records():
 
 def test_scripts_import_together():
   """table1 and figure2 share the generated flags: no DuplicateFlagError in one process."""
-  code = ('import experiments.table1, experiments.figure2; '
+  code = ('import lvae_tf.cli.table1, lvae_tf.cli.figure2; '
           'from absl import flags; print(flags.FLAGS["steps"].default)')
   out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)

@@ -288,7 +288,7 @@ def test_not_prepared_says_where_it_looked_and_how_to_prepare(tmp_path):
 
 
 def test_not_prepared_exits_through_the_cli_with_status_2(tmp_path, capsys):
-  from experiments import cli  # pylint: disable=g-import-not-at-top
+  from lvae_tf import cli  # pylint: disable=g-import-not-at-top
   with pytest.raises(SystemExit) as e:
     try:  # What experiments/table1.py does with a DataError.
       data.load_dataset('emnist/digits', data_dir=tmp_path)

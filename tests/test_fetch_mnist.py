@@ -124,3 +124,36 @@ def test_load_mnist_finds_the_fetched_copy(tmp_path, monkeypatch):
   target.parent.mkdir()
   target.write_bytes(b'x')
   assert data._wheel_data_file() == (target, str(target))  # pylint: disable=protected-access
+
+
+@pytest.mark.slow
+def test_tfds_mnist_prepared_from_the_checksummed_file_equals_the_loader(tmp_path):
+  """Slow (TFDS writes 70,000 examples; fast cover: none, the builder is TFDS' own)."""
+  tfds = pytest.importorskip('tensorflow_datasets')
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from lvae_tf import data  # pylint: disable=g-import-not-at-top
+  source = fetch_mnist.find_verified()
+  if source is None:
+    pytest.skip('no verified mnist.pkl.gz here: run python -m lvae_tf.fetch_mnist')
+  assert fetch_mnist.main(['--quiet', f'--tfds={tmp_path}']) == 0
+  assert (tmp_path / 'mnist' / fetch_mnist.TFDS_MNIST_VERSION / 'dataset_info.json').is_file()
+  mnist = data.load_mnist(source)
+  expected = {'train': (np.concatenate([mnist.train_images, mnist.valid_images]),
+                        np.concatenate([mnist.train_labels, mnist.valid_labels])),
+              'test': (mnist.test_images, mnist.test_labels)}
+  for split, (images, labels) in expected.items():
+    got_images, got_labels = tfds.as_numpy(tfds.load(
+        'mnist', split=split, data_dir=str(tmp_path), download=False, batch_size=-1,
+        as_supervised=True))
+    assert got_images.shape == (len(images), 28, 28, 1) and got_images.dtype == np.uint8
+    # TFDS stores its examples shuffled: compare the (image, label) pairs in one order.
+    def rows(x, y):
+      flat = np.concatenate([x.reshape(len(x), -1), np.asarray(y, np.uint8)[:, None]], axis=1)
+      return flat[np.lexsort(flat.T[::-1])]
+    np.testing.assert_array_equal(rows(got_images, got_labels), rows(images, labels),
+                                  err_msg=split)
+  # Prepared already: a second call writes nothing.
+  info = tmp_path / 'mnist' / fetch_mnist.TFDS_MNIST_VERSION / 'dataset_info.json'
+  mtime = info.stat().st_mtime_ns
+  assert fetch_mnist.prepare_tfds(tmp_path, source, log=lambda m: None) == info.parent
+  assert info.stat().st_mtime_ns == mtime

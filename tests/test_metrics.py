@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from experiments import train_classifier
+from lvae_tf.cli import train_classifier
 from lvae_tf import data
 from lvae_tf import metrics
 

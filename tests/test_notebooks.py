@@ -153,6 +153,29 @@ def _figure2(cwd, *args):
 
 
 @pytest.mark.slow
+def test_sample_grids_notebook_finds_runs_by_their_run_name(tiny_runs, kernel_env, monkeypatch):
+  """Slow (trains two tiny runs, runs the notebook; fast cover: none).
+
+  The notebook computes the run directories with `lvae_tf.config.run_name`; `tiny_runs` holds
+  runs trained under the names `experiments/table1.py` gives them, so the notebook must find
+  both, print their paths and train nothing.
+  """
+  monkeypatch.setenv('LVAE_TF_RUNS', str(tiny_runs / 'runs'))
+  monkeypatch.setenv('LVAE_TF_PRESET', 'tiny')
+  monkeypatch.setenv('LVAE_TF_STEPS', str(STEPS))
+  monkeypatch.setenv('LVAE_TF_SEED', '85547')
+  nb, summary = _execute('sample_grids.ipynb', 'import json; print(json.dumps(summary))')
+  assert list(summary) == ['Langevin-VAE', 'HVAE'], summary
+  printed = ''.join(o.get('text', '') for o in nb.cells[2].outputs if o.output_type == 'stream')
+  for run in sorted((tiny_runs / 'runs').iterdir()):
+    assert str(run) in printed, (run, printed)
+  assert 'trained in' not in printed and 'no checkpoint' not in printed, printed
+  assert _num_images(nb) == 3
+  for values in summary.values():
+    assert 0. <= values['sample_min'] <= values['sample_max'] <= 1., values
+
+
+@pytest.mark.slow
 def test_figure2_writes_a_png_of_both_models(tiny_runs):
   """Slow (trains two tiny runs; no fast cover of the PNG)."""
   proc = _figure2(tiny_runs, '--preset=tiny', f'--steps={STEPS}', '--num_images=16',

@@ -48,7 +48,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import table1
+from lvae_tf.cli import table1
 from lvae_tf import config as config_lib
 from lvae_tf import interrupts
 from lvae_tf import recovery
@@ -85,7 +85,7 @@ def _with_fault(fault, command):
   """`command` (from `_cli`) run through `table1.main` after the Python source `fault`."""
   return [sys.executable, '-c', '\n'.join([
       'import sys', textwrap.dedent(fault), 'from absl import app',
-      'from experiments import cli, table1', f'sys.argv = ["table1"] + {command[3:]!r}',
+      'from lvae_tf import cli; from lvae_tf.cli import table1', f'sys.argv = ["table1"] + {command[3:]!r}',
       'app.run(table1.main, flags_parser=cli.parse_flags)'])]
 
 
