@@ -128,7 +128,7 @@ def _defined_flags():
                os.path.join(ROOT, 'lvae_tf', 'fetch_mnist.py')]:
     names.update(n for pair in define.findall(_read(path)) for n in pair if n)
   # absl's own flags.
-  names.update({'helpfull', 'help', 'verbosity', 'runslow'})
+  names.update({'helpfull', 'help', 'helpshort', 'helpxml', 'verbosity', 'runslow'})
   return names
 
 

@@ -305,8 +305,9 @@ def test_grid_script_warm_starts_from_its_vae_and_draws_every_protocol(tmp_path)
   assert 'already published' in again.stdout + again.stderr
 
 
+@pytest.mark.slow
 def test_nll_curve_points_are_the_kept_best_weights_measured_on_the_nll_subset(mnist, tmp_path):
-  """The curve's epoch-E point is the NLL of the best weights as of epoch E, on the first
+  """Slow (trains twice; fast cover: test_nll_curves.py). The curve's epoch-E point is the NLL of the best weights as of epoch E, on the first
   `nll_curve_images` of the NLL subset: with the whole subset and one pass it equals the final
   NLL of a run stopped at E (same weights, images, binarisation and noise)."""
   config = _tiny(flow='langevin', num_steps=2, max_epochs=3, patience=0, nll_passes=1,
