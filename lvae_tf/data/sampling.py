@@ -72,7 +72,10 @@ def binarize(images, seed):
 
 
 def epoch_order(num, seed, epoch):
-  """Stateless permutation of range(num) for `epoch` (int64): seed fold_in(fold_in(seed, 1), epoch)."""
+  """Stateless permutation of range(num) for `epoch` (int64).
+
+  Its seed is `fold_in(fold_in(seed, SALT_SHUFFLE), epoch)`.
+  """
   return tf.random.experimental.stateless_shuffle(
       tf.range(num, dtype=tf.int64),
       seed=fold_in(fold_in(seed, SALT_SHUFFLE), epoch), alg=ALG)
