@@ -87,6 +87,30 @@ def test_presets_are_valid_settings(preset):
   json.dumps(s.to_dict())
 
 
+def test_package_exports_its_modules_api_and_imports_no_tensorflow():
+  """`lvae_tf.figure3` re-exports its modules' objects; importing it loads no TensorFlow and sets
+  TF_ENABLE_ONEDNN_OPTS (read when TensorFlow is imported later) unless it is set."""
+  # pylint: disable=g-import-not-at-top
+  from lvae_tf.figure3 import analysis, plotting, settings, targets
+  namespace = {}
+  exec('from lvae_tf.figure3 import *', namespace)  # pylint: disable=exec-used
+  assert set(figure3.__all__) <= set(namespace)
+  owners = {'make_settings': settings, 'Settings': settings, 'PRECISIONS': settings,
+            'run': figure3_measure, 'measure_mode': figure3_measure,
+            'MeasurementError': figure3_measure, 'analyse': analysis, 'cost_model': analysis,
+            'evaluate_targets': targets, 'markdown': figure3_report,
+            'write_outputs': figure3_report, 'plot': plotting}
+  for name, module in owners.items():
+    assert getattr(figure3, name) is getattr(module, name), name
+  assert figure3.FLOW_ORDER == figure3.flow_order()
+  code = ('import os, sys; from lvae_tf import figure3; '
+          'print("tensorflow" in sys.modules, os.environ.get("TF_ENABLE_ONEDNN_OPTS"))')
+  env = {k: v for k, v in os.environ.items() if k != 'TF_ENABLE_ONEDNN_OPTS'}
+  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, check=True,
+                       capture_output=True, text=True).stdout
+  assert out.split() == ['False', '1']
+
+
 def test_settings_overrides_accept_flag_values():
   s = figure3.make_settings('tiny', steps=['1', '3'], xla='off,on', xla_steps='',
                             flows=['langevin', 'vae'], train_batch=None)
