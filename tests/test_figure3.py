@@ -17,6 +17,8 @@ import sys
 import pytest
 
 from lvae_tf import figure3
+from lvae_tf.figure3 import measure as figure3_measure
+from lvae_tf.figure3 import report as figure3_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -83,6 +85,30 @@ def test_presets_are_valid_settings(preset):
   assert s.xla_steps, 'an empty xla_steps means all of steps'
   assert set(s.xla_steps) <= set(s.steps) or preset != 'cpu'
   json.dumps(s.to_dict())
+
+
+def test_package_exports_its_modules_api_and_imports_no_tensorflow():
+  """`lvae_tf.figure3` re-exports its modules' objects; importing it loads no TensorFlow and sets
+  TF_ENABLE_ONEDNN_OPTS (read when TensorFlow is imported later) unless it is set."""
+  # pylint: disable=g-import-not-at-top
+  from lvae_tf.figure3 import analysis, plotting, settings, targets
+  namespace = {}
+  exec('from lvae_tf.figure3 import *', namespace)  # pylint: disable=exec-used
+  assert set(figure3.__all__) <= set(namespace)
+  owners = {'make_settings': settings, 'Settings': settings, 'PRECISIONS': settings,
+            'run': figure3_measure, 'measure_mode': figure3_measure,
+            'MeasurementError': figure3_measure, 'analyse': analysis, 'cost_model': analysis,
+            'evaluate_targets': targets, 'markdown': figure3_report,
+            'write_outputs': figure3_report, 'plot': plotting}
+  for name, module in owners.items():
+    assert getattr(figure3, name) is getattr(module, name), name
+  assert figure3.FLOW_ORDER == figure3.flow_order()
+  code = ('import os, sys; from lvae_tf import figure3; '
+          'print("tensorflow" in sys.modules, os.environ.get("TF_ENABLE_ONEDNN_OPTS"))')
+  env = {k: v for k, v in os.environ.items() if k != 'TF_ENABLE_ONEDNN_OPTS'}
+  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, check=True,
+                       capture_output=True, text=True).stdout
+  assert out.split() == ['False', '1']
 
 
 def test_settings_overrides_accept_flag_values():
@@ -347,7 +373,7 @@ def test_search_orchestration_brackets_the_fit_estimate(monkeypatch):
 
   monkeypatch.setattr(bm, 'largest_batch_by_search', fake_search)
   settings = figure3.make_settings('tiny', largest_batch_method='search', budget_mib=110)
-  result = figure3._largest_batch(  # pylint: disable=protected-access
+  result = figure3_measure._largest_batch(  # pylint: disable=protected-access
       settings, FakeBench(), ('langevin', 2), {}, False, 'CPU:0', lambda _: None)
   # (110 - 10) MiB / 256 KiB = 400 examples (399 after round-off): bracket +-10%, bisect to 1%.
   guess = result['estimate_from_fit']
@@ -477,7 +503,8 @@ def test_precision_ratios_pair_float32_with_bf16_runs():
   rows = figure3.precision_ratios(runs)
   assert [(r['num_steps'], r['train_time'], r['train_cpu_time'], r['test_time'])
           for r in rows] == [(5, 2.0, 2.0, 2.0)]
-  text = '\n'.join(figure3._precision_section({'precision_ratios': rows}))
+  section = figure3_report._precision_section  # pylint: disable=protected-access
+  text = '\n'.join(section({'precision_ratios': rows}))
   assert 'mixed_bfloat16 throughput over float32' in text
   assert '| Langevin-VAE | 5 | off | 2.00 | 2.00 | 2.00 |' in text
   assert figure3.make_settings('precision').precisions == figure3.PRECISIONS
