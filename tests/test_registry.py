@@ -324,10 +324,22 @@ def test_committed_run_names_protocols_and_tables_are_unchanged():
             else results.convergence_markdown)
     with open(path) as f:
       assert make(records) == f.read(), path
-  with open(os.path.join(ROOT, 'results', 'figure3', 'figure3.json')) as f:
-    report = figure3.analyse(json.load(f))
-  with open(os.path.join(ROOT, 'results', 'figure3', 'figure3.md')) as f:
-    assert figure3.markdown(report) == f.read()
+  figure_dirs = [os.path.join(ROOT, 'results', 'figure3')] + sorted(
+      glob.glob(os.path.join(ROOT, 'results', 'figure3', 'precision-*')))
+  assert len(figure_dirs) >= 7
+  for directory in figure_dirs:
+    with open(os.path.join(directory, 'figure3.json')) as f:
+      report = figure3.analyse(json.load(f))
+    with open(os.path.join(directory, 'figure3.md')) as f:
+      assert figure3.markdown(report) == f.read(), directory
+  # The ablation tables (lvae-ablation's default --vary for damping, precision for the checks).
+  ablations = {'damping_ablation/K5': ['damping', 'damping_shape'],
+               'damping_ablation/K1': ['damping', 'damping_shape'],
+               'precision_check': ['precision'], 'precision_check_amx': ['precision']}
+  for name, vary in ablations.items():
+    directory = os.path.join(ROOT, 'results', name)
+    with open(os.path.join(directory, 'ablation.md')) as f:
+      assert results.ablation_markdown(results.load_records(directory), vary) == f.read(), name
 
 
 def test_the_grid_script_runs_every_registered_flow():
