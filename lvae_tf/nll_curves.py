@@ -16,6 +16,7 @@ seed pair image by image (`paired`), and each seed is one independent replicatio
 import collections
 import math
 
+from lvae_tf import filesafety
 from lvae_tf import results
 
 __all__ = ['common_epochs', 'equal_epochs_markdown', 'kept_points', 'paired', 'plot_nll_curves']
@@ -188,7 +189,7 @@ def plot_nll_curves(records, path):
   fig.suptitle('NLL of the best weights so far (lines: mean over seeds, shaded: range; '
                'x: final NLL)', fontsize=9)
   fig.tight_layout()
-  with results.atomic_path(path, suffix='.png') as tmp:
+  with filesafety.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, dpi=110)
   plt.close(fig)
   return path

@@ -20,7 +20,7 @@ from absl import flags
 
 from lvae_tf import cli  # pylint: disable=g-bad-import-order
 from lvae_tf import doc_tables
-from lvae_tf import results
+from lvae_tf import filesafety
 
 FLAGS = flags.FLAGS
 
@@ -59,7 +59,7 @@ def main(argv):
              ' (python -m experiments.readme_tables refreshes them).', status=1)
   for document, new_text, stale in updates:
     if stale:
-      results.write_text_atomic(document, new_text)
+      filesafety.write_text_atomic(document, new_text)
       print(f'{document}: refreshed {", ".join(stale)}.')
     else:
       print(f'{document}: every copied table is current.')

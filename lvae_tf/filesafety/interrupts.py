@@ -4,9 +4,9 @@
       train(...)
 
 `Interrupted` is a `KeyboardInterrupt`: `finally` blocks and context managers run (the run lock
-is released, `lvae_tf.results.atomic_path` removes its temporary), and code that already handles
-Ctrl-C handles it. Its `exit_status` is the shell's convention, 128 + the signal number: 130 for
-SIGINT, 143 for SIGTERM.
+is released, `lvae_tf.filesafety.atomic_path` removes its temporary), and code that already
+handles Ctrl-C handles it. Its `exit_status` is the shell's convention, 128 + the signal number:
+130 for SIGINT, 143 for SIGTERM.
 
 A function decorated with `@deferred()` (or a `with deferred():` block) is never cut in two: a
 signal arriving inside it is raised when it returns (inside a `safe_points` section: at the next

@@ -16,11 +16,11 @@
   `--patience=5`), trains on: `ResumableTraining.restore` re-derives "stopped" from the rule
   asked for now.
 * `remove_orphans` removes what killed writes leave behind: `.tmp-*` files of
-  `lvae_tf.results.atomic_path` in the run directory, and TensorFlow's checkpoint temporaries
+  `lvae_tf.filesafety.atomic_path` in the run directory, and TensorFlow's checkpoint temporaries
   (`ckpt-N_temp*` directories, `checkpoint.tmp*` and `*.tempstate*` files) in `checkpoints/latest`
   and `checkpoints/best`; only those older than this process.
 * `save_checkpoint` saves through a `tf.train.CheckpointManager`, reporting a failed write (disk
-  full, ...) as `lvae_tf.results.WriteError` naming the checkpoint; the previous checkpoint and
+  full, ...) as `lvae_tf.filesafety.WriteError` naming the checkpoint; the previous checkpoint and
   the `checkpoint` state file are untouched by a failed save.
 
 `checkpoint_epoch` (no TensorFlow) tells an interrupted command which epoch is kept.
@@ -36,8 +36,8 @@ import shutil
 import warnings
 from typing import List, Optional, Tuple
 
-from lvae_tf import results
 from lvae_tf.config import ConfigError
+from lvae_tf.filesafety import atomic
 
 __all__ = ['LatestCheckpoint', 'check_budget', 'checkpoint_epoch', 'find_latest', 'prepare',
            'remove_orphans', 'save_checkpoint', 'verify_checkpoint']
@@ -129,7 +129,7 @@ class LatestCheckpoint:
                   f'{self.prefix} (epoch {self.epoch}); history.jsonl is cut back to that '
                   'epoch and the later epochs are trained again.', stacklevel=2)
     names = [os.path.basename(p) for p in self.older + [self.prefix]]
-    results.write_text_atomic(
+    atomic.write_text_atomic(
         os.path.join(self.directory, 'checkpoint'),
         f'model_checkpoint_path: "{names[-1]}"\n' +
         ''.join(f'all_model_checkpoint_paths: "{n}"\n' for n in names))
@@ -294,9 +294,9 @@ def remove_orphans(workdir, older_than=None):
   Returns:
     The paths removed.
   """
-  removed = results.remove_orphan_temporaries(workdir, older_than=older_than)
+  removed = atomic.remove_orphan_temporaries(workdir, older_than=older_than)
   if older_than is None:
-    from lvae_tf import runlock  # pylint: disable=g-import-not-at-top
+    from lvae_tf.filesafety import runlock  # pylint: disable=g-import-not-at-top
     older_than = runlock.process_start_time()
   for kind in ('latest', 'best'):
     directory = os.path.join(workdir, 'checkpoints', kind)
@@ -319,10 +319,10 @@ def remove_orphans(workdir, older_than=None):
 
 
 def save_checkpoint(manager, number):
-  """`manager.save(checkpoint_number=number)`; a failed write raises `results.WriteError`."""
+  """`manager.save(checkpoint_number=number)`; a failed write raises `filesafety.WriteError`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     return manager.save(checkpoint_number=number)
   except (OSError, tf.errors.OpError) as e:
-    raise results.as_write_error(
+    raise atomic.as_write_error(
         e, os.path.join(manager.directory, f'ckpt-{number}')) from e

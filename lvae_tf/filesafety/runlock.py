@@ -8,10 +8,11 @@ other's checkpoints. `RunLock` makes the second one fail at once instead:
 
 The lock is a file created with `O_CREAT | O_EXCL` (atomic, also on NFS v3+) holding the owner's
 pid, host and process start time as JSON. It is removed when the `with` block exits, also on an
-exception, Ctrl-C or SIGTERM (`lvae_tf.interrupts` turns those into exceptions). A process killed
-with SIGKILL leaves it behind; the next run breaks such a stale lock when its owner is on this
-host and no longer alive (dead, a zombie, or its pid now belongs to a process started later). A
-lock of another host is never broken: its message says how to remove it by hand.
+exception, Ctrl-C or SIGTERM (`lvae_tf.filesafety.interrupts` turns those into exceptions). A
+process killed with SIGKILL leaves it behind; the next run breaks such a stale lock when its
+owner is on this host and no longer alive (dead, a zombie, or its pid now belongs to a process
+started later). A lock of another host is never broken: its message says how to remove it by
+hand.
 
 No TensorFlow import: the CLI can use it before TensorFlow loads.
 """
