@@ -1,6 +1,7 @@
 """Result records: publishing per protocol, tables that never mix protocols, bad files skipped."""
 
 import dataclasses
+import glob
 import json
 import os
 import subprocess
@@ -353,8 +354,11 @@ def test_environment_names_the_cpu_beyond_its_generic_name(monkeypatch):
   family, model and the instruction sets that decide speed (bf16 above all)."""
   fields = {'model name': 'AMD EPYC', 'cpu family': '25', 'model': '17',
             'flags': 'fpu avx2 avx512f avx512_bf16 sse'}
-  monkeypatch.setattr(results, 'cpuinfo', lambda: dict(fields))
+  calls = []
+  # Patched where `environment` looks it up (lvae_tf.results.machine), not on the re-export.
+  monkeypatch.setattr(results.machine, 'cpuinfo', lambda: calls.append(1) or dict(fields))
   env = results.environment()
+  assert calls  # the fake /proc/cpuinfo was read, not this machine's
   assert env['cpu'] == 'AMD EPYC'
   assert env['cpu_details'] == {'family': '25', 'model': '17',
                                 'isa': ['avx2', 'avx512f', 'avx512_bf16']}
@@ -522,3 +526,20 @@ def test_readme_tables_script_checks_then_rewrites_atomically(tmp_path):
                           cwd=os.path.dirname(os.path.dirname(__file__)))
   assert broken.returncode == 1 and "no heading contains 'Machine A'" in broken.stderr
   assert document.read_text() == stale.replace('| old |\n', _TABLE)  # untouched
+
+
+def test_committed_ablation_tables_regenerate_byte_for_byte():
+  """Each committed `ablation.md` is what `ablation_markdown` makes of the records beside it
+  (its `--vary` fields are the header's columns before 'seeds'). Table 1 and the convergence
+  tables: tests/test_registry.py."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  paths = sorted(glob.glob(os.path.join(root, 'results', '**', 'ablation.md'), recursive=True))
+  assert len(paths) >= 4
+  for path in paths:
+    with open(path, encoding='utf-8') as f:
+      text = f.read()
+    header = [cell.strip() for cell in text.splitlines()[0].strip('|').split('|')]
+    vary = header[:header.index('seeds')]
+    assert vary, path
+    records = results.load_records(os.path.dirname(path))
+    assert results.ablation_markdown(records, vary) == text, path

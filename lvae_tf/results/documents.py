@@ -5,7 +5,7 @@ the document's directory, so a marker's path is also the relative link a reader 
 
 * `<!-- table: <file> "<heading>" -->` ... `<!-- /table -->`: the first Markdown table of
   `<file>` after its first heading containing `<heading>` (the quoted part is optional; see
-  `lvae_tf.results.refresh_embedded_tables`).
+  `refresh_embedded_tables`).
 * `<!-- headline: <records directory> -->` ... `<!-- /headline -->`: the headline Table 1
   built from the records of one protocol on one machine (`headline_table`).
 
@@ -17,9 +17,13 @@ import glob
 import os
 import re
 
-from lvae_tf import results
+from lvae_tf.results.machine import machine_of
+from lvae_tf.results.stats import paired_nll
+from lvae_tf.results.store import load_records
+from lvae_tf.results.store import protocol_of
 
-__all__ = ['default_documents', 'headline_table', 'refresh_document', 'refresh_headlines']
+__all__ = ['default_documents', 'headline_table', 'markdown_table', 'refresh_document',
+           'refresh_embedded_tables', 'refresh_headlines']
 
 # The headline's rows: flow name in the records -> the row's title.
 _HEADLINE_ROWS = {'vae': 'VAE', 'langevin': 'Langevin-VAE', 'hvae': 'HVAE'}
@@ -28,6 +32,68 @@ _PAIRED_ROW = 'Langevin-VAE − HVAE, paired by seed'
 _HEADLINE = re.compile(
     r'(?P<open><!-- headline: (?P<path>[^\s"]+) -->\n)(?P<table>.*?)(?P<close><!-- /headline -->)',
     re.S)
+
+
+# A table copied into a document (the README) from a generated file, between two markers:
+#   <!-- table: results/table1/cpu-7d1379/table1.md "family 6 model 167" -->
+#   | ... the table ... |
+#   <!-- /table -->
+# The quoted text, optional, picks the first table after the first heading containing it.
+_EMBEDDED_TABLE = re.compile(
+    r'(?P<open><!-- table: (?P<path>[^\s"]+)(?: "(?P<heading>[^"]+)")? -->\n)'
+    r'(?P<table>.*?)(?P<close><!-- /table -->)', re.S)
+
+
+def markdown_table(text, heading=None):
+  """The first Markdown table of `text` (after the first heading containing `heading`).
+
+  Raises:
+    ValueError: no such heading, or no table after it.
+  """
+  if heading is not None:
+    match = re.search(r'^#+ .*' + re.escape(heading) + r'.*$', text, re.M)
+    if match is None:
+      raise ValueError(f'no heading contains {heading!r}')
+    text = text[match.end():]
+  lines = text.splitlines()
+  start = next((i for i, line in enumerate(lines) if line.startswith('|')), None)
+  if start is None:
+    raise ValueError('no Markdown table' + (f' after the heading with {heading!r}'
+                                             if heading else ''))
+  end = start
+  while end < len(lines) and lines[end].startswith('|'):
+    end += 1
+  return '\n'.join(lines[start:end]) + '\n'
+
+
+def refresh_embedded_tables(text, root):
+  """`text` with every embedded table (see `_EMBEDDED_TABLE`) replaced by its source's table.
+
+  Args:
+    text: a document's Markdown.
+    root: the directory the markers' paths are relative to.
+
+  Returns:
+    `(new_text, stale)`: `stale` lists `'path "heading"'` for each table that differed.
+
+  Raises:
+    ValueError: a marker whose file, heading or table does not exist (named in the message).
+  """
+  stale = []
+
+  def replace(match):
+    name = match['path'] + (f' "{match["heading"]}"' if match['heading'] else '')
+    try:
+      with open(os.path.join(root, match['path']), encoding='utf-8') as f:
+        table = markdown_table(f.read(), match['heading'])
+    except (OSError, ValueError) as e:
+      raise ValueError(f'embedded table {name}: {e}') from e
+    if match['table'] != table:
+      stale.append(name)
+    return match['open'] + table + match['close']
+
+  return _EMBEDDED_TABLE.sub(replace, text), stale
+
 
 
 def _cell(values):
@@ -61,11 +127,11 @@ def headline_table(records_dir):
       together); a flow the headline has no row for; both HVAE gradient modes; two records of
       one model and seed.
   """
-  records = results.load_records(records_dir)
+  records = load_records(records_dir)
   if not records:
     raise ValueError(f'no run records under {records_dir}')
-  protocols = sorted({results.protocol_of(r) for r in records})
-  machines = sorted({results.machine_of(r) for r in records})
+  protocols = sorted({protocol_of(r) for r in records})
+  machines = sorted({machine_of(r) for r in records})
   if len(protocols) > 1 or len(machines) > 1:
     raise ValueError(f'{records_dir} holds records of {len(protocols)} protocols and '
                      f'{len(machines)} machines; a headline averages seeds of one protocol '
@@ -98,7 +164,7 @@ def headline_table(records_dir):
   paired = {}
   for k in ks:
     langevin, hvae = runs.get(('langevin', k), {}), runs.get(('hvae', k), {})
-    paired[k] = [results.paired_nll(langevin[s], hvae[s])[0]
+    paired[k] = [paired_nll(langevin[s], hvae[s])[0]
                  for s in sorted(set(langevin) & set(hvae))]
   if any(paired.values()):
     lines.append(f'| {_PAIRED_ROW} | ' + ' | '.join(_cell(paired[k]) for k in ks) + ' |')
@@ -142,7 +208,7 @@ def refresh_document(text, root):
   Raises:
     ValueError: a marker whose source does not exist or makes no table.
   """
-  text, stale_tables = results.refresh_embedded_tables(text, root)
+  text, stale_tables = refresh_embedded_tables(text, root)
   text, stale_headlines = refresh_headlines(text, root)
   return text, stale_tables + stale_headlines
 
