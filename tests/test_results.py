@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -543,3 +544,28 @@ def test_committed_ablation_tables_regenerate_byte_for_byte():
     assert vary, path
     records = results.load_records(os.path.dirname(path))
     assert results.ablation_markdown(records, vary) == text, path
+
+
+def test_old_import_paths_still_work_and_the_project_no_longer_uses_them():
+  """`lvae_tf.doc_tables` is `lvae_tf.results.documents`; the package re-exports what
+  `lvae_tf/results.py` held, the private column helpers included (the atomic writes:
+  tests/test_filesafety.py)."""
+  from lvae_tf import doc_tables  # pylint: disable=g-import-not-at-top
+  assert doc_tables is results.documents
+  assert doc_tables.markdown_table is results.markdown_table
+  # pylint: disable=protected-access
+  assert results._column is results.columns.column_of
+  assert results._sorted_columns is results.columns.sorted_columns
+  assert results._column_title is results.columns.column_title
+  # pylint: enable=protected-access
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  users = []
+  for top in ('lvae_tf', 'experiments', 'tests', 'notebooks'):
+    for path in glob.glob(os.path.join(root, top, '**', '*.*'), recursive=True):
+      if (path.endswith(('.py', '.ipynb')) and os.path.basename(path) != 'test_results.py'
+          and not path.endswith(os.path.join('lvae_tf', 'doc_tables.py'))):
+        with open(path, encoding='utf-8') as f:
+          text = f.read()
+        if 'doc_tables' in text or re.search(r'\bresults\._(column|sorted_columns)', text):
+          users.append(os.path.relpath(path, root))
+  assert not users
