@@ -548,7 +548,7 @@ def test_committed_ablation_tables_regenerate_byte_for_byte():
 
 def test_old_import_paths_still_work_and_the_project_no_longer_uses_them():
   """`lvae_tf.doc_tables` is `lvae_tf.results.documents`; the package re-exports what
-  `lvae_tf/results.py` held, the private column helpers included (the atomic writes:
+  the old module `lvae_tf.results` held, the private column helpers included (the atomic writes:
   tests/test_filesafety.py)."""
   from lvae_tf import doc_tables  # pylint: disable=g-import-not-at-top
   assert doc_tables is results.documents
