@@ -5,7 +5,7 @@ of `TF_CONFIG`; with one worker unreachable it waits for ever, and Python's sign
 (Ctrl-C, SIGTERM) do not run meanwhile. `wait_for_peers` runs first, in Python: it connects to
 the address of every other task until each accepts a TCP connection, for at most `timeout`
 seconds, then raises a `ConfigError` naming the tasks that did not answer. Its waits are short
-sleeps, so SIGINT and SIGTERM (`lvae_tf.interrupts`) stop it at once.
+sleeps, so SIGINT and SIGTERM (`lvae_tf.filesafety.interrupts`) stop it at once.
 
 Every task runs the same wait, before any of them has started TensorFlow's server on its port.
 So while it waits, each task listens on its own port (a bare listening socket: the connection

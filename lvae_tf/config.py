@@ -12,7 +12,8 @@ and its *role*, which decides what a change of the field means:
 * `budget`: how long training may go on (epochs, patience, minutes). A finished run can be
   continued with a larger budget; the record says what was actually trained. A budget under
   which training would have stopped before the epochs already trained is refused
-  (`lvae_tf.recovery.check_budget`): a record never states a budget that did not produce it.
+  (`lvae_tf.filesafety.recovery.check_budget`): a record never states a budget that did not
+  produce it.
 * `evaluation`: how the trained model is measured (NLL samples, test images, FID samples).
 * `runtime`: how the run is executed, not what it computes (devices, logging, paths).
 

@@ -7,11 +7,11 @@
     with errors.boundary():      # the same, around a block (argparse entry points)
       ...
 
-Inside the boundary, SIGINT and SIGTERM raise `lvae_tf.interrupts.Interrupted` (exit 130 /
-143). Known failures are reported on stderr as `error: <what happened>. <what to do>` and end
-the process with exit status 2, without a traceback:
+Inside the boundary, SIGINT and SIGTERM raise `lvae_tf.filesafety.interrupts.Interrupted`
+(exit 130 / 143). Known failures are reported on stderr as `error: <what happened>. <what to
+do>` and end the process with exit status 2, without a traceback:
 
-* `OSError` (and `lvae_tf.results.WriteError`), with advice that fits its errno (`advice`):
+* `OSError` (and `lvae_tf.filesafety.WriteError`), with advice that fits its errno (`advice`):
   a read-only file system or no permission, a full disk, a name too long, a directory where a
   file was expected or the reverse, a missing file;
 * `lvae_tf.config.ConfigError` (bad flags, configuration or `TF_CONFIG`) and
@@ -30,7 +30,7 @@ import errno
 import functools
 import sys
 
-from lvae_tf import interrupts
+from lvae_tf.filesafety import interrupts
 
 __all__ = ['advice', 'boundary', 'describe', 'main_boundary', 'os_error_message']
 

@@ -16,7 +16,12 @@ seed pair image by image (`paired`), and each seed is one independent replicatio
 import collections
 import math
 
-from lvae_tf import results
+from lvae_tf import filesafety
+from lvae_tf.results.columns import column_of
+from lvae_tf.results.columns import column_title
+from lvae_tf.results.columns import sorted_columns
+from lvae_tf.results.machine import machine_of
+from lvae_tf.results.stats import t_interval
 
 __all__ = ['common_epochs', 'equal_epochs_markdown', 'kept_points', 'paired', 'plot_nll_curves']
 
@@ -48,7 +53,7 @@ def _by_k(records):
   columns = collections.defaultdict(dict)
   for record in records:
     if kept_points(record):
-      columns[results._column(record)][_seed(record)] = record  # pylint: disable=protected-access
+      columns[column_of(record)][_seed(record)] = record
   vae = {c: runs for c, runs in columns.items() if c[1] == 0}
   blocks = {}
   for column, runs in columns.items():
@@ -74,14 +79,14 @@ def _mean_std(values):
 def _interval(values):
   if len(values) < 2:
     return ''
-  low, high = results.t_interval(values)
+  low, high = t_interval(values)
   return f'{low:.2f} to {high:.2f}'
 
 
 def _block(k, runs_by_column, epoch):
   """The equal-epochs table of one K at `epoch`: NLL per column, then the paired rows."""
-  columns = results._sorted_columns(runs_by_column)  # pylint: disable=protected-access
-  title = results._column_title  # pylint: disable=protected-access
+  columns = sorted_columns(runs_by_column)
+  title = column_title
   lines = [f'### K = {k}, at epoch {epoch}\n',
            '| | NLL at epoch %d (mean ± std over seeds) | per seed | final NLL (end of '
            'budget: epoch) |' % epoch, '|---|---|---|---|']
@@ -124,9 +129,9 @@ def equal_epochs_markdown(records):
          'binarises them with its own seed). A seed is one replication; differences are paired '
          'image by image within a seed. The final NLL column is the record\'s own NLL (all '
          'NLL images) at the end of its budget, with the epochs it trained.\n']
-  machines = sorted({results.machine_of(r) for r in records})
+  machines = sorted({machine_of(r) for r in records})
   for machine in machines:
-    blocks = _by_k([r for r in records if results.machine_of(r) == machine])
+    blocks = _by_k([r for r in records if machine_of(r) == machine])
     if not blocks:
       continue
     out.append(f'## {machine}\n')
@@ -156,12 +161,12 @@ def plot_nll_curves(records, path):
   fig, axes = plt.subplots(len(ks), 2, figsize=(10, 3.4 * len(ks)), squeeze=False)
   colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
   for row, k in zip(axes, ks):
-    columns = results._sorted_columns(blocks[k])  # pylint: disable=protected-access
+    columns = sorted_columns(blocks[k])
     for i, column in enumerate(columns):
       runs = list(blocks[k][column].values())
       epochs = sorted(set.intersection(*[set(kept_points(r)) for r in runs]))
       color = colors[i % len(colors)]
-      label = results._column_title(column) + f' ({len(runs)} seeds)'  # pylint: disable=protected-access
+      label = column_title(column) + f' ({len(runs)} seeds)'
       for ax, x_key in zip(row, ('epoch', 'train_cpu_minutes')):
         xs, means, lows, highs = [], [], [], []
         for e in epochs:
@@ -188,7 +193,7 @@ def plot_nll_curves(records, path):
   fig.suptitle('NLL of the best weights so far (lines: mean over seeds, shaded: range; '
                'x: final NLL)', fontsize=9)
   fig.tight_layout()
-  with results.atomic_path(path, suffix='.png') as tmp:
+  with filesafety.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, dpi=110)
   plt.close(fig)
   return path

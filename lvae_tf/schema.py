@@ -11,7 +11,7 @@ a `KeyError` or `TypeError` deep inside a table.
     config = schema.read_run_config(run_dir)              # config.json -> lvae_tf.config.Config
     rows = schema.read_jsonl(path, schema.validate_history_row)
 
-JSONL files are appended one line at a time (`lvae_tf.results.append_text`); a kill can cut the
+JSONL files are appended one line at a time (`lvae_tf.filesafety.append_text`); a kill can cut the
 last line. `read_jsonl` drops such a line (one without its final newline that does not parse):
 what it held is computed again. Any other bad line is an error.
 

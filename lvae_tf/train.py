@@ -30,19 +30,20 @@ import tf_keras as keras
 
 from lvae_tf import config as config_lib
 from lvae_tf import data as data_lib
-from lvae_tf import interrupts
+from lvae_tf import filesafety
 from lvae_tf import models
 from lvae_tf import progress
-from lvae_tf import recovery
 from lvae_tf import registry
 from lvae_tf import results
-from lvae_tf import runlock
 from lvae_tf import schema
 from lvae_tf import visualize
 from lvae_tf.config import Config
 from lvae_tf.config import ConfigError
 from lvae_tf.config import PRESETS
 from lvae_tf.config import check_writable
+from lvae_tf.filesafety import interrupts
+from lvae_tf.filesafety import recovery
+from lvae_tf.filesafety import runlock
 from lvae_tf.models import build_model
 from lvae_tf.models.builder import resolve_precision
 
@@ -197,8 +198,8 @@ class ResumableTraining(keras.callbacks.Callback):
     if not os.path.exists(self.history_path):
       return
     rows = [r for r in self.history() if r['epoch'] <= epoch]
-    results.write_text_atomic(self.history_path,
-                              ''.join(json.dumps(r, sort_keys=True) + '\n' for r in rows))
+    filesafety.write_text_atomic(self.history_path,
+                                 ''.join(json.dumps(r, sort_keys=True) + '\n' for r in rows))
 
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch_start = (time.perf_counter(), time.process_time())
@@ -249,7 +250,7 @@ class ResumableTraining(keras.callbacks.Callback):
            'cpu_seconds': float(self.cpu_seconds.numpy()),
            'elbo': float(logs.get('elbo', float('nan'))), self.monitor: float(value)}
     # History first: a line without its checkpoint is cut on resume; the reverse would be lost.
-    results.append_text(self.history_path, json.dumps(row, sort_keys=True) + '\n')
+    filesafety.append_text(self.history_path, json.dumps(row, sort_keys=True) + '\n')
     recovery.save_checkpoint(self.latest, epoch + 1)
 
 
@@ -288,14 +289,14 @@ def _keep_best(workdir, best_prefix, epoch, best_epoch):
     os.makedirs(staging)
     for path in glob.glob(best_prefix + '.*'):
       shutil.copy2(path, os.path.join(staging, 'ckpt' + path[len(best_prefix):]))
-    results.write_json_atomic(os.path.join(staging, 'kept.json'),
-                              {'epoch': epoch, 'best_epoch': best_epoch})
+    filesafety.write_json_atomic(os.path.join(staging, 'kept.json'),
+                                 {'epoch': epoch, 'best_epoch': best_epoch})
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
   except OSError as e:
     shutil.rmtree(staging, ignore_errors=True)
-    raise results.WriteError(f'could not keep the epoch-{epoch} checkpoint in {target!r}: '
-                             f'{e}') from e
+    raise filesafety.WriteError(f'could not keep the epoch-{epoch} checkpoint in {target!r}: '
+                                f'{e}') from e
 
 
 def kept_epoch_checkpoint(workdir, epoch):
@@ -482,7 +483,7 @@ def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
   if partial_path:
     # Rewritten whole (header and the intact batches): a line cut by a kill must not prefix
     # the next appended one.
-    results.write_text_atomic(partial_path, ''.join(
+    filesafety.write_text_atomic(partial_path, ''.join(
         json.dumps(entry) + '\n' for entry in [{'identity': identity}] + [
             {'pass': p, 'batch': i, 'log_px': [float(v) for v in values]}
             for (p, i), values in done.items()]))
@@ -506,7 +507,7 @@ def evaluate_nll(model, images, config, seed, progress=True, binarized=False,
           seed=(seed, 100000 * (p + 1) + i)))
       computed += 1
       if partial_path:
-        results.append_text(partial_path, json.dumps(
+        filesafety.append_text(partial_path, json.dumps(
             {'pass': p, 'batch': i, 'log_px': [float(v) for v in values[-1]]}) + '\n')
       finished = p * batches + i + 1
       if progress and (finished % max(1, batches // 10) == 0 or finished == batches):
@@ -617,9 +618,10 @@ def _warm_start(model, run_dir):
 def train_and_evaluate(config, workdir, mnist=None):
   """Trains (resuming if `workdir` holds a checkpoint), evaluates, writes `record.json`.
 
-  A run holds `workdir/run.lock` (`lvae_tf.runlock`; multi-worker: the chief) and, before
-  writing anything, resumes from the newest intact checkpoint, refuses a budget smaller than
-  what the checkpoint trained and removes temporaries of killed writes (`lvae_tf.recovery`).
+  A run holds `workdir/run.lock` (`lvae_tf.filesafety.runlock`; multi-worker: the chief) and,
+  before writing anything, resumes from the newest intact checkpoint, refuses a budget smaller
+  than what the checkpoint trained and removes temporaries of killed writes
+  (`lvae_tf.filesafety.recovery`).
 
   Args:
     config: `Config` (`precision='auto'` is resolved for this device).
@@ -636,7 +638,7 @@ def train_and_evaluate(config, workdir, mnist=None):
       `workdir` in use by another run (`runlock.RunLockedError`). Nothing is written then.
     lvae_tf.data.DataError: data missing or corrupt.
     lvae_tf.models.NonFiniteLossError: training diverged (no record written).
-    lvae_tf.results.WriteError: a checkpoint, history line or record could not be written
+    lvae_tf.filesafety.WriteError: a checkpoint, history line or record could not be written
       (e.g. disk full); the previous checkpoint and record are intact.
   """
   config = resolve(config)
@@ -720,9 +722,9 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   """`train_and_evaluate` once the run directory is checked, writable and locked."""
   binarized = getattr(mnist, 'binarized', False)
   new_config = _check_workdir(workdir, config)  # again: now no other run can change it
-  recovery.prepare(workdir, config)  # intact checkpoint, budget, orphans (lvae_tf.recovery)
+  recovery.prepare(workdir, config)  # intact checkpoint, budget, orphans (filesafety.recovery)
   if new_config is not None:  # every check passed: only now is anything written
-    results.write_json_atomic(os.path.join(workdir, 'config.json'), new_config)
+    filesafety.write_json_atomic(os.path.join(workdir, 'config.json'), new_config)
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   keras.utils.set_random_seed(config.seed)
@@ -875,7 +877,7 @@ def _train_and_evaluate(config, workdir, strategy, mnist, chief, train_images, v
   record['environment']['task'] = ('chief' if chief else _task_name(strategy))
   record['environment']['precision'] = config.precision
   if chief:
-    results.write_json_atomic(record_file(workdir, config), record)
+    filesafety.write_json_atomic(record_file(workdir, config), record)
     progress.log_hparams(os.path.join(workdir, 'tensorboard', 'hparams'), record)
   return record
 
@@ -902,7 +904,7 @@ def _warm_start_record(workdir, checkpoint):
   """The warm-start checkpoint used by this run (written when used, read on resume)."""
   path = os.path.join(workdir, 'warm_start.json')
   if checkpoint:
-    results.write_json_atomic(path, {'checkpoint': checkpoint})
+    filesafety.write_json_atomic(path, {'checkpoint': checkpoint})
     return checkpoint
   try:
     with open(path) as f:

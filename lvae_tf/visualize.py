@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from lvae_tf import filesafety
 from lvae_tf import registry
 from lvae_tf import results
 
@@ -49,7 +50,7 @@ def save_grid_png(grid, path):
   inline one) is left alone.
   """
   from matplotlib import image as mpimg  # pylint: disable=g-import-not-at-top
-  with results.atomic_path(path, suffix='.png') as tmp:
+  with filesafety.atomic_path(path, suffix='.png') as tmp:
     mpimg.imsave(tmp, np.clip(grid, 0., 1.), cmap='gray', vmin=0., vmax=1., format='png')
 
 
@@ -294,6 +295,6 @@ def plot_convergence(records, path, columns=None):
                if curves else 'no records', fontsize=10)
   fig.subplots_adjust(left=0.05, right=0.83, top=1 - 0.7 / height, bottom=0.6 / height,
                       wspace=0.08, hspace=0.25)
-  with results.atomic_path(path, suffix='.png') as tmp:
+  with filesafety.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, format='png', dpi=110)
   return len(curves)

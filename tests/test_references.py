@@ -16,8 +16,7 @@ import pytest
 
 from lvae_tf import config as config_lib
 from lvae_tf import config_flags
-from lvae_tf import doc_tables
-from lvae_tf import results
+from lvae_tf.results import documents
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXT_GLOBS = ('README.md', 'docs/**/*.md', 'notebooks/*.ipynb', 'notebooks/*.md',
@@ -69,7 +68,7 @@ def test_nothing_cites_files_outside_the_repository():
 
 def _documents():
   """README.md and every Markdown file under docs/, as repository-relative paths."""
-  return [os.path.relpath(p, ROOT) for p in doc_tables.default_documents(ROOT)]
+  return [os.path.relpath(p, ROOT) for p in documents.default_documents(ROOT)]
 
 
 def test_repository_paths_in_docs_exist():
@@ -172,7 +171,7 @@ def test_copied_tables_are_the_committed_tables():
   copies = {}
   for name in _documents():
     text = _read(os.path.join(ROOT, name))
-    _, stale = doc_tables.refresh_document(text, os.path.dirname(os.path.join(ROOT, name)))
+    _, stale = documents.refresh_document(text, os.path.dirname(os.path.join(ROOT, name)))
     assert not stale, (f'{name}: tables out of date: {stale}; '
                        'run python -m experiments.readme_tables')
     copies[name] = text.count('<!-- table: ') + text.count('<!-- headline: ')
@@ -193,10 +192,10 @@ def _table_rows(markdown):
 
 
 def test_headline_agrees_with_the_full_table_of_its_machine():
-  """The headline (built from the records by lvae_tf.doc_tables) and the Zen 4's table in
+  """The headline (built from the records by lvae_tf.results.documents) and the Zen 4's table in
   table1.md (built by lvae_tf.results) give the same NLL and Langevin − HVAE for every cell."""
-  headline = _table_rows(doc_tables.headline_table(os.path.join(ROOT, _HEADLINE_RECORDS)))
-  full = _table_rows(results.markdown_table(
+  headline = _table_rows(documents.headline_table(os.path.join(ROOT, _HEADLINE_RECORDS)))
+  full = _table_rows(documents.markdown_table(
       _read(os.path.join(ROOT, 'results', 'table1', 'cpu-7d1379', 'table1.md')),
       'family 25 model 17'))
   columns = {title: i for i, title in enumerate(full[''])}
@@ -230,23 +229,23 @@ def test_headline_refuses_records_it_cannot_average(tmp_path):
   shutil.copy(os.path.join(zen4, name), mixed / 'zen4.json')
   shutil.copy(os.path.join(xeon, name), mixed / 'xeon.json')
   with pytest.raises(ValueError, match='2 machines'):
-    doc_tables.headline_table(str(mixed))
+    documents.headline_table(str(mixed))
   twice = tmp_path / 'twice'
   twice.mkdir()
   shutil.copy(os.path.join(zen4, name), twice / 'a.json')
   shutil.copy(os.path.join(zen4, name), twice / 'b.json')
   with pytest.raises(ValueError, match='two records of vae K=0 seed 0'):
-    doc_tables.headline_table(str(twice))
+    documents.headline_table(str(twice))
   with pytest.raises(ValueError, match='no run records'):
-    doc_tables.headline_table(str(tmp_path / 'empty'))
+    documents.headline_table(str(tmp_path / 'empty'))
 
 
 def test_a_changed_headline_number_is_stale_and_refreshed():
   text = _read(os.path.join(ROOT, 'README.md'))
   assert '| 88.79 ± 0.42 (3) |' in text
   edited = text.replace('| 88.79 ± 0.42 (3) |', '| 88.70 ± 0.42 (3) |')
-  refreshed, stale = doc_tables.refresh_document(edited, ROOT)
+  refreshed, stale = documents.refresh_document(edited, ROOT)
   assert stale == [f'headline {_HEADLINE_RECORDS}'] and refreshed == text
   missing = text.replace(_HEADLINE_RECORDS, 'results/table1/no-such-protocol')
   with pytest.raises(ValueError, match='no such directory'):
-    doc_tables.refresh_document(missing, ROOT)
+    documents.refresh_document(missing, ROOT)

@@ -1,8 +1,10 @@
 """Result records: publishing per protocol, tables that never mix protocols, bad files skipped."""
 
 import dataclasses
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -353,8 +355,11 @@ def test_environment_names_the_cpu_beyond_its_generic_name(monkeypatch):
   family, model and the instruction sets that decide speed (bf16 above all)."""
   fields = {'model name': 'AMD EPYC', 'cpu family': '25', 'model': '17',
             'flags': 'fpu avx2 avx512f avx512_bf16 sse'}
-  monkeypatch.setattr(results, 'cpuinfo', lambda: dict(fields))
+  calls = []
+  # Patched where `environment` looks it up (lvae_tf.results.machine), not on the re-export.
+  monkeypatch.setattr(results.machine, 'cpuinfo', lambda: calls.append(1) or dict(fields))
   env = results.environment()
+  assert calls  # the fake /proc/cpuinfo was read, not this machine's
   assert env['cpu'] == 'AMD EPYC'
   assert env['cpu_details'] == {'family': '25', 'model': '17',
                                 'isa': ['avx2', 'avx512f', 'avx512_bf16']}
@@ -522,3 +527,45 @@ def test_readme_tables_script_checks_then_rewrites_atomically(tmp_path):
                           cwd=os.path.dirname(os.path.dirname(__file__)))
   assert broken.returncode == 1 and "no heading contains 'Machine A'" in broken.stderr
   assert document.read_text() == stale.replace('| old |\n', _TABLE)  # untouched
+
+
+def test_committed_ablation_tables_regenerate_byte_for_byte():
+  """Each committed `ablation.md` is what `ablation_markdown` makes of the records beside it
+  (its `--vary` fields are the header's columns before 'seeds'). Table 1 and the convergence
+  tables: tests/test_registry.py."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  paths = sorted(glob.glob(os.path.join(root, 'results', '**', 'ablation.md'), recursive=True))
+  assert len(paths) >= 4
+  for path in paths:
+    with open(path, encoding='utf-8') as f:
+      text = f.read()
+    header = [cell.strip() for cell in text.splitlines()[0].strip('|').split('|')]
+    vary = header[:header.index('seeds')]
+    assert vary, path
+    records = results.load_records(os.path.dirname(path))
+    assert results.ablation_markdown(records, vary) == text, path
+
+
+def test_old_import_paths_still_work_and_the_project_no_longer_uses_them():
+  """`lvae_tf.doc_tables` is `lvae_tf.results.documents`; the package re-exports what
+  the old module `lvae_tf.results` held, the private column helpers included (the atomic writes:
+  tests/test_filesafety.py)."""
+  from lvae_tf import doc_tables  # pylint: disable=g-import-not-at-top
+  assert doc_tables is results.documents
+  assert doc_tables.markdown_table is results.markdown_table
+  # pylint: disable=protected-access
+  assert results._column is results.columns.column_of
+  assert results._sorted_columns is results.columns.sorted_columns
+  assert results._column_title is results.columns.column_title
+  # pylint: enable=protected-access
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  users = []
+  for top in ('lvae_tf', 'experiments', 'tests', 'notebooks'):
+    for path in glob.glob(os.path.join(root, top, '**', '*.*'), recursive=True):
+      if (path.endswith(('.py', '.ipynb')) and os.path.basename(path) != 'test_results.py'
+          and not path.endswith(os.path.join('lvae_tf', 'doc_tables.py'))):
+        with open(path, encoding='utf-8') as f:
+          text = f.read()
+        if 'doc_tables' in text or re.search(r'\bresults\._(column|sorted_columns)', text):
+          users.append(os.path.relpath(path, root))
+  assert not users

@@ -29,7 +29,7 @@ flags.DEFINE_list('vary', ['damping', 'damping_shape'], 'Config fields the runs 
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')
-  from lvae_tf import results  # pylint: disable=g-import-not-at-top
+  from lvae_tf import filesafety, results  # pylint: disable=g-import-not-at-top,multiple-imports
   records = results.load_records(FLAGS.results_dir)
   if not records:
     cli.fail(f'no records under {FLAGS.results_dir}.')
@@ -38,7 +38,7 @@ def main(argv):
   except ValueError as e:
     cli.fail(str(e))
   path = os.path.join(FLAGS.results_dir, 'ablation.md')
-  results.write_text_atomic(path, table)
+  filesafety.write_text_atomic(path, table)
   print(table)
   print(f'wrote {path} ({len(records)} runs)')
 

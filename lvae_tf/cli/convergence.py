@@ -40,7 +40,8 @@ def main(argv):
   if not FLAGS.protocol:
     cli.fail('--protocol is required (a directory under --results_dir, e.g. cpu-1a2b3c).')
   directory = os.path.join(FLAGS.results_dir, FLAGS.protocol)
-  from lvae_tf import results, visualize  # pylint: disable=g-import-not-at-top,multiple-imports
+  # pylint: disable-next=g-import-not-at-top,multiple-imports
+  from lvae_tf import filesafety, results, visualize
   records = results.load_records(os.path.join(directory, 'records'))
   if not records:
     cli.fail(f'no records under {directory}/records.')
@@ -55,7 +56,7 @@ def main(argv):
       records.append(source)
   path = os.path.join(directory, 'convergence.png')
   drawn = visualize.plot_convergence(records, path)
-  results.write_text_atomic(os.path.join(directory, 'convergence.md'), table)
+  filesafety.write_text_atomic(os.path.join(directory, 'convergence.md'), table)
   print(table)
   print(f'wrote {path} ({drawn} runs) and convergence.md')
 

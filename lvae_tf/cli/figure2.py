@@ -109,8 +109,8 @@ def panel_title(title, config, nll):
 
 def save_figure_atomic(fig, path, dpi):
   """Saves a matplotlib figure as PNG via a temporary file + `os.replace`."""
-  from lvae_tf import results  # pylint: disable=g-import-not-at-top
-  with results.atomic_path(path, suffix='.png') as tmp:
+  from lvae_tf import filesafety  # pylint: disable=g-import-not-at-top
+  with filesafety.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, format='png', dpi=dpi, bbox_inches='tight')
 
 

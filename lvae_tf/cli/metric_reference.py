@@ -35,6 +35,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from lvae_tf import cli  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from lvae_tf import data  # pylint: disable=g-import-not-at-top
+from lvae_tf import filesafety  # pylint: disable=g-import-not-at-top
 from lvae_tf import metrics  # pylint: disable=g-import-not-at-top
 from lvae_tf import results  # pylint: disable=g-import-not-at-top
 
@@ -244,10 +245,10 @@ def main(argv):
       'environment': results.environment(),
   }
   os.makedirs(FLAGS.output_dir, exist_ok=True)
-  results.write_json_atomic(
+  filesafety.write_json_atomic(
       os.path.join(FLAGS.output_dir, 'metric_reference.json'), record)
   markdown = to_markdown(record)
-  results.write_text_atomic(
+  filesafety.write_text_atomic(
       os.path.join(FLAGS.output_dir, 'metric_reference.md'), markdown)
   print(markdown)
 

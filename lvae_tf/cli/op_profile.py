@@ -27,6 +27,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from lvae_tf import errors  # pylint: disable=g-bad-import-order
 from lvae_tf import cli
 from lvae_tf import benchmark as bm
+from lvae_tf import filesafety
 from lvae_tf import results
 # pylint: enable=g-bad-import-order,g-import-not-at-top
 
@@ -135,8 +136,8 @@ def main(argv):
     print(f'{p}: {sum(ops.values()):.3f} s of kernels per step')
   report = {'kind': 'op_profile', 'settings': settings,
             'environment': results.environment(), 'profiles': profiles}
-  results.write_json_atomic(os.path.join(FLAGS.output_dir, 'op_profile.json'), report)
-  results.write_text_atomic(os.path.join(FLAGS.output_dir, 'op_profile.md'), markdown(report))
+  filesafety.write_json_atomic(os.path.join(FLAGS.output_dir, 'op_profile.json'), report)
+  filesafety.write_text_atomic(os.path.join(FLAGS.output_dir, 'op_profile.md'), markdown(report))
   print(f'wrote {FLAGS.output_dir}/op_profile.json and op_profile.md')
 
 

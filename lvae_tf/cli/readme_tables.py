@@ -1,4 +1,4 @@
-r"""Refreshes the tables README.md and docs/ copy from results/ (`lvae_tf.doc_tables`).
+r"""Refreshes the tables README.md and docs/ copy from results/ (`lvae_tf.results.documents`).
 
     python -m experiments.readme_tables           # README.md and docs/**/*.md, from the clone
     python -m experiments.readme_tables --check   # exit 1, naming them, if any table is stale
@@ -19,8 +19,8 @@ from absl import app
 from absl import flags
 
 from lvae_tf import cli  # pylint: disable=g-bad-import-order
-from lvae_tf import doc_tables
-from lvae_tf import results
+from lvae_tf import filesafety
+from lvae_tf.results import documents as documents_lib
 
 FLAGS = flags.FLAGS
 
@@ -38,7 +38,7 @@ def main(argv):
     if not os.path.isfile('README.md'):
       cli.fail('no README.md in the current directory: run from the repository root, or '
                'name the files with --document.')
-    documents = [os.path.relpath(p) for p in doc_tables.default_documents(os.curdir)]
+    documents = [os.path.relpath(p) for p in documents_lib.default_documents(os.curdir)]
   updates = []  # (document, new text, stale names), for the documents that hold a copy
   for document in documents:
     try:
@@ -47,7 +47,7 @@ def main(argv):
     except OSError as e:
       cli.fail(f'cannot read --document={document}: {e.strerror}')
     try:
-      new_text, stale = doc_tables.refresh_document(
+      new_text, stale = documents_lib.refresh_document(
           text, os.path.dirname(os.path.abspath(document)))
     except ValueError as e:
       cli.fail(f'{document}: {e}', status=1)
@@ -59,7 +59,7 @@ def main(argv):
              ' (python -m experiments.readme_tables refreshes them).', status=1)
   for document, new_text, stale in updates:
     if stale:
-      results.write_text_atomic(document, new_text)
+      filesafety.write_text_atomic(document, new_text)
       print(f'{document}: refreshed {", ".join(stale)}.')
     else:
       print(f'{document}: every copied table is current.')

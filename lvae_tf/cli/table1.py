@@ -44,8 +44,8 @@ from absl import logging
 from lvae_tf import cli  # pylint: disable=g-bad-import-order
 from lvae_tf import config_flags  # pylint: disable=g-bad-import-order
 from lvae_tf import errors  # pylint: disable=g-bad-import-order
-from lvae_tf import interrupts  # pylint: disable=g-bad-import-order
-from lvae_tf import recovery  # pylint: disable=g-bad-import-order
+from lvae_tf.filesafety import interrupts  # pylint: disable=g-bad-import-order
+from lvae_tf.filesafety import recovery  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
 
@@ -82,14 +82,14 @@ def _fail(error, message, status):
 
   Its traceback holds the frames of the training it stopped, and with them the `tf.data`
   iterators whose threads would otherwise still run while the process exits (see
-  `lvae_tf.interrupts.release`).
+  `lvae_tf.filesafety.interrupts.release`).
   """
   interrupts.release(error)
   cli.fail(message, status=status)
 
 
 def _cannot_write(error):
-  """`cannot write <path>: <cause>` for a `results.WriteError`, else the error itself."""
+  """`cannot write <path>: <cause>` for a `filesafety.WriteError`, else the error itself."""
   if error.filename and error.strerror:
     return f'cannot write {error.filename}: {error.strerror}'
   return str(error)
@@ -155,7 +155,7 @@ def _main(argv):
     failure = e, str(e), 2
   except models.NonFiniteLossError as e:
     failure = e, str(e), 1
-  except OSError as e:  # lvae_tf.results.WriteError: disk full, permissions
+  except OSError as e:  # lvae_tf.filesafety.WriteError: disk full, permissions
     failure = e, ' '.join(filter(None, [
         f'{_cannot_write(e)}. Nothing was half-written: the checkpoint of the last completed '
         'epoch and the previous record are kept.', errors.advice(e),

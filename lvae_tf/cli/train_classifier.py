@@ -41,6 +41,7 @@ import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
 from lvae_tf import cli  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from lvae_tf import errors  # pylint: disable=g-import-not-at-top
+from lvae_tf import filesafety  # pylint: disable=g-import-not-at-top
 from lvae_tf import data  # pylint: disable=g-import-not-at-top
 from lvae_tf import metrics  # pylint: disable=g-import-not-at-top
 from lvae_tf import results  # pylint: disable=g-import-not-at-top
@@ -132,7 +133,7 @@ def save_weights_atomic(model, path):
   # tf_keras picks the file format from the name: keep the '.weights.h5'
   # suffix (Keras v3 weights-only HDF5), which `load_weights` expects for
   # the final name too.
-  with results.atomic_path(path, suffix='.weights.h5') as tmp:
+  with filesafety.atomic_path(path, suffix='.weights.h5') as tmp:
     export.save_weights(tmp)
 
 
@@ -221,8 +222,8 @@ def train_classifier(seed, epochs, batch_size, learning_rate,
                           sys.argv[1:]),
       'environment': results.environment(),
   }
-  results.write_json_atomic(os.path.join(output_dir, metrics.RECORD_FILENAME),
-                            record)
+  filesafety.write_json_atomic(os.path.join(output_dir, metrics.RECORD_FILENAME),
+                               record)
   return record
 
 

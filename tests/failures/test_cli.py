@@ -50,11 +50,12 @@ import tensorflow as tf
 
 from lvae_tf.cli import table1
 from lvae_tf import config as config_lib
-from lvae_tf import interrupts
-from lvae_tf import recovery
+from lvae_tf import filesafety
 from lvae_tf import results
-from lvae_tf import runlock
 from lvae_tf import train
+from lvae_tf.filesafety import interrupts
+from lvae_tf.filesafety import recovery
+from lvae_tf.filesafety import runlock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN = 'run'
@@ -397,8 +398,8 @@ def test_disk_full_writing_a_file_names_it_and_keeps_the_old_content(tmp_path, m
   path = tmp_path / 'record.json'
   path.write_text('{"previous": "record"}\n')
   monkeypatch.setattr(os, 'fsync', _no_space)
-  with pytest.raises(results.WriteError) as info:
-    results.write_json_atomic(str(path), {'new': 'record'})
+  with pytest.raises(filesafety.WriteError) as info:
+    filesafety.write_json_atomic(str(path), {'new': 'record'})
   assert info.value.filename == str(path)  # the file meant, not its temporary
   assert info.value.errno == errno.ENOSPC and info.value.strerror == 'No space left on device'
   assert path.read_text() == '{"previous": "record"}\n'
@@ -415,8 +416,8 @@ def test_disk_full_appending_history_cuts_the_half_line_back(tmp_path, monkeypat
     _no_space()
 
   monkeypatch.setattr(os, 'write', half_then_full)
-  with pytest.raises(results.WriteError, match='No space left on device') as info:
-    results.append_text(str(path), '{"epoch": 2, "val_elbo": -100.0}\n')
+  with pytest.raises(filesafety.WriteError, match='No space left on device') as info:
+    filesafety.append_text(str(path), '{"epoch": 2, "val_elbo": -100.0}\n')
   assert info.value.filename == str(path)
   assert path.read_text() == '{"epoch": 1}\n'
 
@@ -447,7 +448,7 @@ def test_disk_full_saving_a_checkpoint_names_it_and_keeps_the_previous(
     raise error
 
   monkeypatch.setattr(manager, 'save', save)
-  with pytest.raises(results.WriteError) as info:
+  with pytest.raises(filesafety.WriteError) as info:
     recovery.save_checkpoint(manager, 3)
   assert info.value.filename == str(tmp_path / 'ckpt-3')
   assert info.value.strerror == 'No space left on device'
@@ -698,10 +699,10 @@ def _fake_run(run_dir, config, epochs, val_elbo=None, seconds_per_epoch=30.):
   checkpoints), with its config.json and history."""
   new = train._check_workdir(str(run_dir), config)
   os.makedirs(run_dir)
-  results.write_json_atomic(os.path.join(run_dir, 'config.json'), new)
+  filesafety.write_json_atomic(os.path.join(run_dir, 'config.json'), new)
   _checkpoints(os.path.join(run_dir, 'checkpoints', 'latest'), values=range(1, epochs + 1))
   val_elbo = val_elbo or [-100. + e for e in range(1, epochs + 1)]
-  results.write_text_atomic(os.path.join(run_dir, 'history.jsonl'), ''.join(
+  filesafety.write_text_atomic(os.path.join(run_dir, 'history.jsonl'), ''.join(
       json.dumps({'epoch': e, 'val_elbo': v, 'train_seconds': e * seconds_per_epoch,
                   'cpu_seconds': e * seconds_per_epoch}) + '\n'
       for e, v in enumerate(val_elbo, 1)))
@@ -931,8 +932,8 @@ def test_explicit_default_step_size_names_and_accepts_the_same_run(tmp_path):
       'tiny', flow='langevin', num_steps=1, precision='float32', fid_samples=0, max_epochs=2,
       patience=0, nll_passes=1, step_size=0.2)
   assert config_lib.run_name(explicit) == config_lib.run_name(CONFIG)
-  results.write_json_atomic(str(tmp_path / 'config.json'),
-                            train._check_workdir(str(tmp_path), CONFIG))
+  filesafety.write_json_atomic(str(tmp_path / 'config.json'),
+                               train._check_workdir(str(tmp_path), CONFIG))
   assert train._check_workdir(str(tmp_path), explicit) is None  # accepted, nothing to write
 
 

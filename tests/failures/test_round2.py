@@ -50,11 +50,12 @@ import tensorflow as tf
 from lvae_tf import cluster
 from lvae_tf import config as config_lib
 from lvae_tf import errors
-from lvae_tf import interrupts
-from lvae_tf import recovery
+from lvae_tf import filesafety
 from lvae_tf import results
 from lvae_tf import schema
 from lvae_tf import train
+from lvae_tf.filesafety import interrupts
+from lvae_tf.filesafety import recovery
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = config_lib.Config.from_preset(
@@ -203,8 +204,8 @@ def test_concurrent_publishers_never_lose_a_row(tmp_path):
 
 
 def test_another_evaluation_setting_gets_its_own_record_file(tmp_path):
-  results.write_json_atomic(str(tmp_path / 'config.json'),
-                            train._check_workdir(str(tmp_path), CONFIG))
+  filesafety.write_json_atomic(str(tmp_path / 'config.json'),
+                               train._check_workdir(str(tmp_path), CONFIG))
   assert train.record_file(str(tmp_path), CONFIG) == str(tmp_path / 'record.json')
   # A larger budget is the same evaluation of a longer training: record.json.
   assert train.record_file(str(tmp_path), dataclasses.replace(CONFIG, max_epochs=9)) == str(
@@ -399,8 +400,8 @@ def test_a_failed_warm_start_leaves_nothing_behind(tmp_path):
 
 def _fake_source_run(run_dir, config):
   run_dir.mkdir()
-  results.write_json_atomic(str(run_dir / 'config.json'),
-                            train._check_workdir(str(run_dir), config))
+  filesafety.write_json_atomic(str(run_dir / 'config.json'),
+                               train._check_workdir(str(run_dir), config))
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.)),
                                        str(run_dir / 'checkpoints' / 'best'), max_to_keep=1)
   manager.save(checkpoint_number=1)
@@ -521,8 +522,8 @@ def test_a_config_json_without_config_is_an_error_naming_it(tmp_path):
 
 
 def test_a_truncated_best_checkpoint_is_an_error_naming_the_file(tmp_path):
-  results.write_json_atomic(str(tmp_path / 'config.json'),
-                            train._check_workdir(str(tmp_path), CONFIG))
+  filesafety.write_json_atomic(str(tmp_path / 'config.json'),
+                               train._check_workdir(str(tmp_path), CONFIG))
   model = train.build_model(CONFIG)
   model(tf.zeros([1, 28, 28, 1]))
   manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
