@@ -66,7 +66,6 @@ _OLD_PATHS = re.compile(
     r'|import lvae_tf\.(?:runlock|interrupts|recovery)\b'
     r'|\bresults\.(?:' + '|'.join(ATOMIC_NAMES) + r')\b')
 _ALLOWED = {
-    'lvae_tf/figure3.py',  # split into lvae_tf/figure3/ on another branch: update it there
     'tests/test_filesafety.py',  # this file, which checks the old paths on purpose
 }
 

@@ -34,14 +34,14 @@ def main(argv):
   if not FLAGS.protocol:
     cli.fail('--protocol is required (a directory under --results_dir, e.g. cpu-7d1379).')
   directory = os.path.join(FLAGS.results_dir, FLAGS.protocol)
-  from lvae_tf import nll_curves, results  # pylint: disable=g-import-not-at-top,multiple-imports
+  from lvae_tf import filesafety, nll_curves, results  # pylint: disable=g-import-not-at-top,multiple-imports
   records = results.unique_runs(results.load_records(os.path.join(directory, 'records')))
   records = [r for r in records if nll_curves.kept_points(r)]
   if not records:
     cli.fail(f'no record with an NLL curve (metrics.nll_curve) under {directory}/records.')
   table = nll_curves.equal_epochs_markdown(records)
   path = nll_curves.plot_nll_curves(records, os.path.join(directory, 'nll_curve.png'))
-  results.write_text_atomic(os.path.join(directory, 'equal_epochs.md'), table)
+  filesafety.write_text_atomic(os.path.join(directory, 'equal_epochs.md'), table)
   print(table)
   print(f'wrote {path} and equal_epochs.md ({len(records)} runs)')
 

@@ -1,7 +1,7 @@
 """The Figure 3 plot: four panels, time left and memory right (XLA off, float32)."""
 
 from lvae_tf import registry
-from lvae_tf import results
+from lvae_tf import filesafety
 from lvae_tf.figure3 import records
 from lvae_tf.figure3 import settings as settings_lib
 
@@ -78,6 +78,6 @@ def plot(report, path):
   fig.suptitle(f'Langevin-VAE vs HVAE: time (left) and memory (right), XLA off; '
                f'{env["device"]}', fontsize=11)
   fig.tight_layout()
-  with results.atomic_path(path, suffix='.png') as tmp:
+  with filesafety.atomic_path(path, suffix='.png') as tmp:
     fig.savefig(tmp, dpi=110)
   plt.close(fig)

@@ -2,7 +2,7 @@
 
 import os
 
-from lvae_tf import results
+from lvae_tf import filesafety
 from lvae_tf.figure3 import analysis
 from lvae_tf.figure3 import plotting
 from lvae_tf.figure3 import records
@@ -206,8 +206,8 @@ def write_outputs(report, output_dir, with_plot=True):
   """
   analysis.analyse(report)
   paths = [os.path.join(output_dir, 'figure3.json'), os.path.join(output_dir, 'figure3.md')]
-  results.write_json_atomic(paths[0], report)
-  results.write_text_atomic(paths[1], markdown(report))
+  filesafety.write_json_atomic(paths[0], report)
+  filesafety.write_text_atomic(paths[1], markdown(report))
   if with_plot:
     paths.append(os.path.join(output_dir, 'figure3.png'))
     plotting.plot(report, paths[-1])
