@@ -28,7 +28,8 @@ def _cli_args(tmp, *extra):
 
 
 def _published(tmp):
-  paths = list((tmp / 'res').glob(f'*/records/**/{RUN}.json'))
+  # A run name of the user's is published as <name>--<the configuration's run name>.json.
+  paths = list((tmp / 'res').glob(f'*/records/**/{RUN}--*.json'))
   assert len(paths) == 1, paths
   return json.loads(paths[0].read_text())
 
