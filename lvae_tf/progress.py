@@ -69,7 +69,7 @@ def _duration(seconds):
 class TrainingProgress(keras.callbacks.Callback):
   """Per-epoch progress line (and a per-step bar on a terminal) for `fit(verbose=0)`.
 
-  Reads the training state from a `lvae_tf.train.ResumableTraining` (best value, epochs since
+  Reads the training state from a `lvae_tf.callbacks.ResumableTraining` (best value, epochs since
   the last improvement, CPU and wall seconds over all resumptions); list it after that
   callback, so its epoch-end update is seen.
 

@@ -245,7 +245,9 @@ def fresh_venv(tmp_path_factory):
   subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True, timeout=300)
   python = venv / 'bin' / 'python'
   env = _clean_env(root)
-  out = subprocess.run([str(python), '-m', 'pip', 'install', '--quiet',
+  # --no-compile: pip does not byte-compile the installed modules (thousands, for TensorFlow);
+  # Python compiles what it imports. Installing, resolving and importing are what is checked.
+  out = subprocess.run([str(python), '-m', 'pip', 'install', '--quiet', '--no-compile',
                         '--disable-pip-version-check', '-c', str(ROOT / 'requirements.txt'),
                         str(source)],
                        capture_output=True, text=True, env=env, timeout=3600, check=False)

@@ -15,6 +15,7 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -203,11 +204,17 @@ def test_toy_flow_builds_and_has_the_vaes_nll_for_the_same_weights(toy_flow):
 
 
 @pytest.fixture(scope='module')
-def vae_run(tmp_path_factory):
-  """A tiny VAE trained on MNIST for one epoch, published: the reference of the toys."""
-  directory = tmp_path_factory.mktemp('vae')
+def vae_run(tiny_vae_run, tmp_path_factory):
+  """A tiny VAE trained on MNIST for one epoch, published: the reference of the toys.
+
+  A copy of the session's `tiny_vae_run` (tests/conftest.py), which is `_tiny(flow='vae',
+  num_steps=0, max_epochs=1)` trained under its run name.
+  """
   config = _tiny(flow='vae', num_steps=0, max_epochs=1)
-  record = train.train_and_evaluate(config, str(directory / 'runs' / config_lib.run_name(config)))
+  assert tiny_vae_run.config == config
+  directory = tmp_path_factory.mktemp('vae')
+  shutil.copytree(tiny_vae_run.workdir, directory / 'runs' / config_lib.run_name(config))
+  record = tiny_vae_run.record
   results.publish(record, str(directory / 'results'))
   return record, directory
 

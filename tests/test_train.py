@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -65,39 +66,55 @@ def test_training_reduces_loss_and_moves_flow_parameters(
       assert not np.allclose(v.numpy(), before[v.name]), v.name
 
 
+@pytest.fixture(scope='module')
+def curve_runs(mnist, tmp_path_factory):
+  """A tiny Langevin-VAE (K = 2) trained for three epochs, keeping the best weights of epochs 1
+  and 2 for its NLL curve, and the same run stopped after two: `(config, {3: (workdir,
+  record), 2: (workdir, record)})`. Read them; copy one to write into it."""
+  config = _tiny(flow='langevin', num_steps=2, max_epochs=3, patience=0, nll_passes=1,
+                 checkpoint_epochs='1,2', nll_curve_images=50, fid_samples=0)
+  root = tmp_path_factory.mktemp('curve_runs')
+  runs = {}
+  for epochs in (3, 2):
+    workdir = str(root / f'epochs{epochs}')
+    runs[epochs] = workdir, train.train_and_evaluate(
+        dataclasses.replace(config, max_epochs=epochs), workdir, mnist)
+  return config, runs
+
+
 @pytest.mark.slow
-def test_resume_gives_identical_weights(mnist, tmp_path):
-  """Slow (trains twice; fast cover: test_data.py::test_train_dataset_resumes_bit_identically)."""
-  config = _tiny(flow='langevin', num_steps=2, max_epochs=3, patience=0)
-  full = str(tmp_path / 'full')
-  train.train_and_evaluate(config, full, mnist)
+def test_resume_gives_identical_weights(curve_runs, tmp_path):
+  """Slow (trains once more; fast cover: test_data.py::test_train_dataset_resumes_bit_identically).
+
+  The run stopped after two epochs, continued to three, ends with the weights, NLL and NLL curve
+  of the run trained for three epochs in one go.
+  """
+  config, runs = curve_runs
+  full, full_record = runs[3]
   split = str(tmp_path / 'split')
-  train.train_and_evaluate(dataclasses.replace(config, max_epochs=1), split,
-                           mnist)
-  record = train.train_and_evaluate(config, split, mnist)
+  shutil.copytree(runs[2][0], split)
+  record = train.train_and_evaluate(config, split, data.load_mnist())
   assert record['metrics']['train_steps'] == 3 * config.steps_per_epoch
+  assert [row['epoch'] for row in record['history']] == [1, 2, 3]
   for a, b in zip(_weights(full, config), _weights(split, config)):
     np.testing.assert_array_equal(a, b)
-  with open(os.path.join(full, 'record.json')) as f:
-    full_record = json.load(f)
   assert full_record['metrics']['nll_mean'] == record['metrics']['nll_mean']
+  assert ([p['nll_mean'] for p in full_record['metrics']['nll_curve']] ==
+          [p['nll_mean'] for p in record['metrics']['nll_curve']])
 
 
-def test_checkpoint_of_other_config_is_refused(mnist, tmp_path):
-  config = _tiny(flow='vae', num_steps=0, max_epochs=1)
-  train.train_and_evaluate(config, str(tmp_path), mnist)
+def test_checkpoint_of_other_config_is_refused(tiny_vae_copy, mnist):
+  run = tiny_vae_copy
   with pytest.raises(train.ConfigError, match='different configuration'):
-    train.train_and_evaluate(dataclasses.replace(config, latent_dim=4),
-                             str(tmp_path), mnist)
+    train.train_and_evaluate(dataclasses.replace(run.config, latent_dim=4), run.workdir, mnist)
 
 
-def test_warm_start_copies_the_vae_encoder_and_decoder(mnist, tmp_path):
+def test_warm_start_copies_the_vae_encoder_and_decoder(tiny_vae_run, tmp_path):
   """A warm-started flow begins with the source VAE's best encoder and decoder, bit for bit."""
-  vae_dir = str(tmp_path / 'vae')
-  config = _tiny(flow='vae', num_steps=0, max_epochs=1)
+  vae_dir = tiny_vae_run.workdir
   with pytest.raises(train.ConfigError, match='no best checkpoint'):
-    train._warm_start(train.build_model(config), vae_dir)  # pylint: disable=protected-access
-  train.train_and_evaluate(config, vae_dir, mnist)
+    train._warm_start(train.build_model(tiny_vae_run.config),  # pylint: disable=protected-access
+                      str(tmp_path / 'no-run'))
   vae, _ = train.load_trained_model(vae_dir)
   flow = train.build_model(_tiny(flow='langevin', num_steps=2))
   flow(tf.zeros([1, 28, 28, 1]))
@@ -306,13 +323,12 @@ def test_grid_script_warm_starts_from_its_vae_and_draws_every_protocol(tmp_path)
 
 
 @pytest.mark.slow
-def test_nll_curve_points_are_the_kept_best_weights_measured_on_the_nll_subset(mnist, tmp_path):
-  """Slow (trains twice; fast cover: test_nll_curves.py). The curve's epoch-E point is the NLL of the best weights as of epoch E, on the first
+def test_nll_curve_points_are_the_kept_best_weights_measured_on_the_nll_subset(curve_runs):
+  """Slow (shares the resume test's trained runs; fast cover: test_nll_curves.py). The curve's epoch-E point is the NLL of the best weights as of epoch E, on the first
   `nll_curve_images` of the NLL subset: with the whole subset and one pass it equals the final
   NLL of a run stopped at E (same weights, images, binarisation and noise)."""
-  config = _tiny(flow='langevin', num_steps=2, max_epochs=3, patience=0, nll_passes=1,
-                 checkpoint_epochs='1,2', nll_curve_images=50)
-  record = train.train_and_evaluate(config, str(tmp_path / 'three'), mnist)
+  config, runs = curve_runs
+  record, two = runs[3][1], runs[2][1]
   curve = record['metrics']['nll_curve']
   assert [p['epoch'] for p in curve] == [1, 2, 3]
   assert curve[-1]['final'] and curve[-1]['nll_mean'] == record['metrics']['nll_mean']
@@ -321,8 +337,6 @@ def test_nll_curve_points_are_the_kept_best_weights_measured_on_the_nll_subset(m
     assert point['nll_test_images'] == 50 and len(point['nll_per_image']) == 50
     assert point['train_cpu_minutes'] == history[point['epoch']]['cpu_seconds'] / 60.
     assert point['best_epoch'] <= point['epoch']
-  two = train.train_and_evaluate(dataclasses.replace(config, max_epochs=2),
-                                 str(tmp_path / 'two'), mnist)
   assert two['metrics']['best_epoch'] == curve[1]['best_epoch']
   np.testing.assert_allclose(curve[1]['nll_mean'], two['metrics']['nll_mean'], rtol=1e-6)
   np.testing.assert_allclose(curve[1]['nll_per_image'], two['metrics']['nll_per_image'],

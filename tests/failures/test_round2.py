@@ -47,6 +47,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lvae_tf import callbacks
 from lvae_tf import cluster
 from lvae_tf import config as config_lib
 from lvae_tf import errors
@@ -437,7 +438,7 @@ def test_checkpoints_of_another_model_are_refused_by_name(tmp_path):
   hvae(tf.zeros([1, 28, 28, 1]))
   with pytest.raises(config_lib.ConfigError, match=f'the checkpoint {prefix} does not fit the '
                                                    'model of .*config.json'):
-    train._restore_or_refuse(tf.train.Checkpoint(model=hvae), prefix, str(tmp_path))
+    callbacks.restore_or_refuse(tf.train.Checkpoint(model=hvae), prefix, str(tmp_path))
 
 
 # -- 7. One schema for what is read back. -----------------------------------------------------
