@@ -317,8 +317,9 @@ def test_grid_script_warm_starts_from_its_vae_and_draws_every_protocol(tmp_path)
   again = subprocess.run(['bash', os.path.join(ROOT, 'experiments', 'table1_grid.sh')],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
   assert again.returncode == 0, again.stderr[-3000:]
-  # No Keras epoch line ("Epoch 1/3"): nothing trained.
-  assert not re.search(r'^Epoch \d+/', again.stdout, re.M)
+  # No epoch line (lvae_tf.progress: "epoch 1/3 | ..."): nothing trained.
+  assert re.search(r'^epoch \d+/', out.stdout, re.M | re.I), out.stdout[-2000:]
+  assert not re.search(r'^epoch \d+/', again.stdout, re.M | re.I)
   assert 'already published' in again.stdout + again.stderr
 
 
