@@ -5,6 +5,7 @@ Fast and TensorFlow-free: the repository's text and records are read; only lvae_
 import no TensorFlow are imported.
 """
 
+import ast
 import dataclasses
 import glob
 import importlib.util
@@ -19,6 +20,7 @@ import pytest
 from lvae_tf import config as config_lib
 from lvae_tf import config_flags
 from lvae_tf import doc_tables
+from lvae_tf import registry
 from lvae_tf import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,6 +202,30 @@ def test_images_the_documents_show_are_committed_pngs():
   committed = {os.path.relpath(p, ROOT)
                for p in glob.glob(os.path.join(ROOT, 'docs', 'figures', '*'))}
   assert committed == figures, committed ^ figures
+
+
+def test_extending_md_uses_the_registry_api_as_it_is():
+  """The examples of docs/extending.md parse, name only attributes `lvae_tf.registry` has, and
+  give `FlowSpec` / `DatasetSpec` only fields they have (positional ones in their order)."""
+  blocks = re.findall(r'```python\n(.*?)```', _read(os.path.join(ROOT, 'docs', 'extending.md')),
+                      re.S)
+  specs = {'FlowSpec': registry.FlowSpec, 'DatasetSpec': registry.DatasetSpec}
+  used, calls = set(), []
+  for block in blocks:
+    for node in ast.walk(ast.parse(block)):
+      if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and
+          node.value.id == 'registry'):
+        used.add(node.attr)
+      if isinstance(node, ast.Call) and getattr(node.func, 'attr', None) in specs:
+        calls.append(node)
+  assert {'register_flow', 'FlowSpec', 'register_dataset', 'DatasetSpec'} <= used, used
+  assert not {name for name in used if not hasattr(registry, name)}, used
+  assert len(calls) == 2, calls
+  for call in calls:
+    fields = [f.name for f in dataclasses.fields(specs[call.func.attr])]
+    given = fields[:len(call.args)] + [k.arg for k in call.keywords]
+    assert set(given) <= set(fields) and len(set(given)) == len(given), (call.func.attr, given)
+    assert 'name' in given, (call.func.attr, given)
 
 
 @pytest.mark.skipif(shutil.which('git') is None or
