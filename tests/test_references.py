@@ -5,21 +5,25 @@ Fast and TensorFlow-free: the repository's text and records are read; only lvae_
 import no TensorFlow are imported.
 """
 
+import ast
 import dataclasses
 import glob
+import importlib.util
 import os
 import re
 import shutil
+import struct
 import subprocess
 
 import pytest
 
 from lvae_tf import config as config_lib
 from lvae_tf import config_flags
+from lvae_tf import registry
 from lvae_tf.results import documents
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEXT_GLOBS = ('README.md', 'docs/**/*.md', 'notebooks/*.ipynb', 'notebooks/*.md',
+TEXT_GLOBS = ('README.md', 'docs/**/*.md', 'notebooks/*.ipynb', 'notebooks/*.md', 'notebooks/*.py',
               'lvae_tf/**/*.py', 'experiments/*.py', 'experiments/*.sh', 'tests/**/*.py',
               'results/**/*.md', 'Makefile', '.ci/run')
 
@@ -124,7 +128,8 @@ def _defined_flags():
   for path in [*glob.glob(os.path.join(ROOT, 'experiments', '*.py')),
                *glob.glob(os.path.join(ROOT, 'lvae_tf', 'cli', '*.py')),
                os.path.join(ROOT, 'lvae_tf', 'config_flags.py'),
-               os.path.join(ROOT, 'lvae_tf', 'fetch_mnist.py')]:
+               os.path.join(ROOT, 'lvae_tf', 'fetch_mnist.py'),
+               os.path.join(ROOT, 'notebooks', 'export_figures.py')]:
     names.update(n for pair in define.findall(_read(path)) for n in pair if n)
   # absl's own flags.
   names.update({'helpfull', 'help', 'helpshort', 'helpxml', 'verbosity', 'runslow'})
@@ -150,6 +155,76 @@ def test_flags_named_in_messages_and_docs_exist():
       if not known and name not in allowed_foreign:
         unknown.append((os.path.relpath(path, ROOT), name))
   assert not unknown, unknown
+
+
+_IMAGE_LINK = re.compile(r'!\[[^\]]*\]\(([^)\s]+)\)')
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _export_figures():
+  """`notebooks/export_figures.py` as a module (notebooks/ is not a package)."""
+  spec = importlib.util.spec_from_file_location(
+      'export_figures', os.path.join(ROOT, 'notebooks', 'export_figures.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _png_size(path):
+  """(width, height) from a PNG's IHDR chunk; AssertionError if the file is not a PNG."""
+  with open(path, 'rb') as f:
+    head = f.read(24)
+  assert head[:8] == _PNG_SIGNATURE and head[12:16] == b'IHDR', (path, head[:16])
+  return struct.unpack('>II', head[16:24])
+
+
+def test_images_the_documents_show_are_committed_pngs():
+  """Every image README.md, docs/ and notebooks/README.md show is a PNG in the repository, and
+  the notebooks' figures (notebooks/export_figures.py) are all there: the README shows the
+  sample grids and the flow outside a VAE, notebooks/README.md every exported figure."""
+  shown = {}
+  for name in [*_documents(), os.path.join('notebooks', 'README.md')]:
+    directory = os.path.dirname(os.path.join(ROOT, name))
+    for target in _IMAGE_LINK.findall(_read(os.path.join(ROOT, name))):
+      assert not re.match(r'[a-z]+:', target), (name, target, 'images are files of the repo')
+      path = os.path.normpath(os.path.join(directory, target))
+      assert os.path.isfile(path), (name, target, 'no such file')
+      width, height = _png_size(path)
+      assert 100 <= width <= 4000 and 100 <= height <= 4000, (target, width, height)
+      shown.setdefault(name, set()).add(os.path.relpath(path, ROOT))
+  figures = {os.path.join('docs', 'figures', f)
+             for names in _export_figures().FIGURES.values() for f in names}
+  assert shown['README.md'] >= {os.path.join('docs', 'figures', 'sample_grids-samples.png'),
+                                os.path.join('docs', 'figures', 'flow_outside_vae-banana.png')}
+  assert shown[os.path.join('notebooks', 'README.md')] == figures
+  # No stray figure that nothing shows or regenerates.
+  committed = {os.path.relpath(p, ROOT)
+               for p in glob.glob(os.path.join(ROOT, 'docs', 'figures', '*'))}
+  assert committed == figures, committed ^ figures
+
+
+def test_extending_md_uses_the_registry_api_as_it_is():
+  """The examples of docs/extending.md parse, name only attributes `lvae_tf.registry` has, and
+  give `FlowSpec` / `DatasetSpec` only fields they have (positional ones in their order)."""
+  blocks = re.findall(r'```python\n(.*?)```', _read(os.path.join(ROOT, 'docs', 'extending.md')),
+                      re.S)
+  specs = {'FlowSpec': registry.FlowSpec, 'DatasetSpec': registry.DatasetSpec}
+  used, calls = set(), []
+  for block in blocks:
+    for node in ast.walk(ast.parse(block)):
+      if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and
+          node.value.id == 'registry'):
+        used.add(node.attr)
+      if isinstance(node, ast.Call) and getattr(node.func, 'attr', None) in specs:
+        calls.append(node)
+  assert {'register_flow', 'FlowSpec', 'register_dataset', 'DatasetSpec'} <= used, used
+  assert not {name for name in used if not hasattr(registry, name)}, used
+  assert len(calls) == 2, calls
+  for call in calls:
+    fields = [f.name for f in dataclasses.fields(specs[call.func.attr])]
+    given = fields[:len(call.args)] + [k.arg for k in call.keywords]
+    assert set(given) <= set(fields) and len(set(given)) == len(given), (call.func.attr, given)
+    assert 'name' in given, (call.func.attr, given)
 
 
 @pytest.mark.skipif(shutil.which('git') is None or
