@@ -225,7 +225,10 @@ class Config:
       'answer before it stops naming those that did not.')
   data_dir: str = _field('', 'runtime', 'TFDS data directory (for TFDS datasets).')
   preset: str = _field('custom', 'runtime', 'Preset the defaults came from.')
-  verbose: int = _field(2, 'runtime', 'Keras fit verbosity: 0 silent, 1 progress bar, 2 lines.')
+  verbose: int = _field(
+      2, 'runtime',
+      'Console output: 0 silent; 1 or 2 progress (a bar on a terminal, one line per epoch '
+      "otherwise); 3 as 2, plus TensorFlow's start-up log.")
   # The NLL curve adds metrics; it changes no other number of the record, so it is not part
   # of the protocol (records with and without a curve share their table).
   checkpoint_epochs: str = _field(
@@ -322,7 +325,7 @@ class Config:
     for name in ('seed', 'nll_subset_seed'):
       need(0 <= getattr(self, name) < 2**32,
            f'{name} must be in [0, 2**32), got {getattr(self, name)}.')
-    need(self.verbose in (0, 1, 2), f'verbose must be 0, 1 or 2, got {self.verbose}.')
+    need(self.verbose in (0, 1, 2, 3), f'verbose must be 0, 1, 2 or 3, got {self.verbose}.')
     try:
       if any(e > MAX_SIZES['max_epochs'] for e in self.curve_epochs()):
         raise ValueError(self.checkpoint_epochs)

@@ -173,3 +173,14 @@ def test_cli_tiny_run_console_output(tmp_path):
   events = _events(str(tmp_path / run_dir / 'tensorboard' / 'hparams'))
   value, _ = events['nll_mean']
   assert tf.make_ndarray(value.tensor) == pytest.approx(record['metrics']['nll_mean'])
+
+
+def test_tensorflow_start_up_log_is_shown_only_when_asked():
+  """`--verbose=3`, absl's -v, or TF_CPP_MIN_LOG_LEVEL in the environment show TensorFlow's
+  start-up log; the default verbosity and --verbose=0..2 keep it hidden."""
+  from lvae_tf import cli  # pylint: disable=g-import-not-at-top
+  for argv in (['--verbose=3'], ['-v', '1'], ['--verbosity=0'], ['--preset=tiny', '--verbose=3']):
+    assert cli.wants_tensorflow_log(argv, environ={}), argv
+  for argv in ([], ['--verbose=2'], ['--verbose=1'], ['--verbose=30'], ['--preset=tiny']):
+    assert not cli.wants_tensorflow_log(argv, environ={}), argv
+  assert cli.wants_tensorflow_log([], environ={'TF_CPP_MIN_LOG_LEVEL': '0'})

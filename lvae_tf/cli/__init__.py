@@ -11,8 +11,8 @@ also runs them as `python -m experiments.<name>`. What they share:
 * TensorFlow's C++ start-up lines (`I0000 ... oneDNN ...`, `E0000 ... cuInit ...` on a
   machine without a GPU) are hidden: importing this package sets `TF_CPP_MIN_LOG_LEVEL=3` and
   holds back what `import tensorflow` writes to stderr, keeping every line that is not such a
-  log line. `TF_CPP_MIN_LOG_LEVEL` set in the environment, or absl's `--verbosity`/`-v` on the
-  command line, shows them all as TensorFlow prints them.
+  log line. `--verbose=3`, `TF_CPP_MIN_LOG_LEVEL` set in the environment, or absl's
+  `--verbosity`/`-v` on the command line shows them all as TensorFlow prints them.
 """
 
 import contextlib
@@ -35,11 +35,11 @@ _STARTUP_NOISE = re.compile(
 
 
 def wants_tensorflow_log(argv=None, environ=None):
-  """True if the user asked for TensorFlow's start-up log (environment or absl's -v)."""
+  """True if the user asked for TensorFlow's start-up log (environment, `--verbose=3`, -v)."""
   environ = os.environ if environ is None else environ
   argv = sys.argv[1:] if argv is None else argv
   return 'TF_CPP_MIN_LOG_LEVEL' in environ or any(
-      re.match(r'--?(v|verbosity)(=|$)', a) for a in argv)
+      re.match(r'--?(v|verbosity)(=|$)', a) or re.fullmatch(r'--verbose=3', a) for a in argv)
 
 
 @contextlib.contextmanager
