@@ -219,8 +219,12 @@ def log_hparams(logdir, record):
     tf.summary.flush()
 
 
-def summary(record, run_dir):
-  """The closing lines of a run: metrics, then where its record, PNGs and TensorBoard are."""
+def summary(record, run_dir, record_path=None):
+  """The closing lines of a run: metrics, then where its record, PNGs and TensorBoard are.
+
+  `record_path` is the file the record was written to (default `run_dir/record.json`; another
+  evaluation of a run writes `record-eval-<hash>.json`, `lvae_tf.train.record_file`).
+  """
   m = record['metrics']
   config = record['config']
   lines = [f'{record["run_name"]}: test ELBO {m["test_elbo"]:.2f}, NLL {m["nll_mean"]:.2f} '
@@ -231,7 +235,7 @@ def summary(record, run_dir):
                  f'({m["fid_samples"]} samples)')
   lines.append(f'trained {m["epochs_trained"]} epochs (best {m["best_epoch"]}, stopped by '
                f'{m["stopped_by"]})')
-  lines.append(f'record: {os.path.join(run_dir, "record.json")}')
+  lines.append(f'record: {record_path or os.path.join(run_dir, "record.json")}')
   pngs = [os.path.join(run_dir, name) for name in ('samples.png', 'reconstructions.png')]
   lines.append(f'images: {"  ".join(p for p in pngs if os.path.exists(p))}')
   lines.append(f'TensorBoard: tensorboard --logdir {os.path.join(run_dir, "tensorboard")}'

@@ -184,3 +184,17 @@ def test_tensorflow_start_up_log_is_shown_only_when_asked():
   for argv in ([], ['--verbose=2'], ['--verbose=1'], ['--verbose=30'], ['--preset=tiny']):
     assert not cli.wants_tensorflow_log(argv, environ={}), argv
   assert cli.wants_tensorflow_log([], environ={'TF_CPP_MIN_LOG_LEVEL': '0'})
+
+
+def test_summary_names_the_record_file_it_was_given(tmp_path):
+  record = {'run_name': 'r', 'config': {'nll_samples': 6, 'nll_passes': 2},
+            'metrics': {'test_elbo': -100., 'nll_mean': 95.5, 'nll_sem': 1.25,
+                        'nll_test_images': 50, 'epochs_trained': 2, 'best_epoch': 2,
+                        'stopped_by': 'max_epochs'}}
+  (tmp_path / 'samples.png').write_bytes(b'')
+  text = progress.summary(record, str(tmp_path))
+  assert f'record: {tmp_path}/record.json' in text
+  assert 'NLL 95.50 ± 1.25 (standard error; S = 6, 50 test images, 2 pass(es))' in text
+  assert f'images: {tmp_path}/samples.png\n' in text  # only the PNGs that exist
+  other = progress.summary(record, str(tmp_path), str(tmp_path / 'record-eval-1234abcd.json'))
+  assert f'record: {tmp_path}/record-eval-1234abcd.json' in other

@@ -171,7 +171,8 @@ def _run(config, name, run_dir):
   record = train.train_and_evaluate(config, run_dir)
   if record['environment']['task'] != 'chief':
     return  # a non-chief worker of a multi-worker run: the chief writes the results
-  print('\n' + progress.summary(record, run_dir))
+  print('\n' + progress.summary(
+      record, run_dir, train.record_file(run_dir, train.Config.from_dict(record['config']))))
   if FLAGS.results_dir is not None:
     path, table = results.publish(record, FLAGS.results_dir)
     print(f'published: {path}\n\n{table}')
