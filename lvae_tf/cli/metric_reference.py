@@ -35,6 +35,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from lvae_tf import cli  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from lvae_tf import data  # pylint: disable=g-import-not-at-top
+from lvae_tf import errors  # pylint: disable=g-import-not-at-top
 from lvae_tf import filesafety  # pylint: disable=g-import-not-at-top
 from lvae_tf import metrics  # pylint: disable=g-import-not-at-top
 from lvae_tf import results  # pylint: disable=g-import-not-at-top
@@ -219,6 +220,7 @@ def to_markdown(record):
   return '\n'.join(lines)
 
 
+@errors.main_boundary
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')

@@ -20,6 +20,7 @@ from absl import flags
 
 from lvae_tf import cli  # pylint: disable=g-bad-import-order
 from lvae_tf import filesafety
+from lvae_tf import errors
 from lvae_tf.results import documents as documents_lib
 
 FLAGS = flags.FLAGS
@@ -30,6 +31,7 @@ flags.DEFINE_multi_string('document', None, 'A Markdown file whose tables to ref
 flags.DEFINE_bool('check', False, 'Only check: exit 1 if a table is stale, change nothing.')
 
 
+@errors.main_boundary
 def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments {argv[1:]}')
