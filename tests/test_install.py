@@ -227,8 +227,16 @@ def test_only_lvae_tf_is_packaged(pyproject):
 
 def _copy_sources(target):
   """The files `pip install <checkout>` needs, copied so the build writes nothing here."""
-  ignore = shutil.ignore_patterns('.git', '.venv', 'runs', 'results', 'build', '*.egg-info',
-                                  '__pycache__', '.pytest_cache', 'notebooks', 'docs', 'tests')
+  anywhere = shutil.ignore_patterns('__pycache__', '*.egg-info', '.pytest_cache')
+  top_level = {'.git', '.venv', 'runs', 'results', 'build', 'notebooks', 'docs', 'tests'}
+
+  def ignore(directory, names):
+    # Top-level folders only: lvae_tf/results/ is a package the install needs.
+    skipped = set(anywhere(directory, names))
+    if os.path.samefile(directory, ROOT):
+      skipped |= top_level & set(names)
+    return skipped
+
   shutil.copytree(ROOT, target, ignore=ignore)
   return target
 
