@@ -228,8 +228,8 @@ def nll_curve(model, workdir, config, test_images, nll_index, history, epochs, b
   Each point restores the best weights as of that epoch (`checkpoints/epochs/epoch-NNNN`) into
   `model` and measures the NLL, as `evaluate_nll` does, on the first `nll_curve_images` images
   of the NLL subset (the same images for every model of a protocol, so points pair across
-  models). Each point resumes from its own partial file (`nll_curve/epoch-NNNN.jsonl`).
-  `model`'s weights are changed: call it last.
+  models). Each point resumes from its own partial file (`nll_curve/epoch-NNNN-<hash>.jsonl`).
+  `model` holds its own weights again when this returns.
 
   Returns:
     A list of `{epoch, best_epoch, train_cpu_minutes, nll_mean, nll_sem, nll_test_images,
@@ -242,6 +242,7 @@ def nll_curve(model, workdir, config, test_images, nll_index, history, epochs, b
   images = test_images[index]
   indices_sha = indices_digest(index)
   curve = []
+  evaluated = model.get_weights()  # the run's best weights, which the record describes
   for epoch in config.curve_epochs():
     if epoch > epochs:
       break
@@ -259,9 +260,6 @@ def nll_curve(model, workdir, config, test_images, nll_index, history, epochs, b
                                {'indices': indices_sha}) if chief else None
     if partial:
       os.makedirs(os.path.dirname(partial), exist_ok=True)
-      _adopt_legacy_partial(os.path.join(workdir, 'nll_curve', f'epoch-{epoch:04d}.jsonl'),
-                            partial, _nll_identity(identity, len(images), config.seed,
-                                                   point_config))
     point = evaluate_nll(model, images, point_config, config.seed,
                          progress=config.verbose > 0, binarized=binarized, partial_path=partial,
                          identity=identity)
@@ -270,6 +268,7 @@ def nll_curve(model, workdir, config, test_images, nll_index, history, epochs, b
                   'nll_mean': point['nll_mean'], 'nll_sem': point['nll_sem'],
                   'nll_test_images': n, 'nll_samples': config.nll_samples,
                   'nll_per_image': point['nll_per_image']})
+  model.set_weights(evaluated)
   return curve
 
 

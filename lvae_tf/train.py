@@ -414,10 +414,7 @@ def _sample_quality(run, model):
 
 
 def _curve(run, model, state, nll_index, nll):
-  """The NLL curve (`evaluation.nll_curve`) ending with this run's NLL; [] if none is kept.
-
-  Changes `model`'s weights (each point restores its kept checkpoint): call it last.
-  """
+  """The NLL curve (`evaluation.nll_curve`) ending with this run's NLL; [] if none is kept."""
   config = run.config
   if not config.nll_curve_images:
     return []

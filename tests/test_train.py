@@ -331,6 +331,11 @@ def test_nll_curve_points_are_the_kept_best_weights_measured_on_the_nll_subset(c
   config, runs = curve_runs
   record, two = runs[3][1], runs[2][1]
   curve = record['metrics']['nll_curve']
+  # The record describes the best weights (epoch 3), not the last kept checkpoint (epoch 2)
+  # that the curve loaded last.
+  assert record['metrics']['best_epoch'] == 3
+  best, _ = train.load_trained_model(runs[3][0], 'best')
+  assert record['metrics']['flow_parameters'] == best.flow_parameters()
   assert [p['epoch'] for p in curve] == [1, 2, 3]
   assert curve[-1]['final'] and curve[-1]['nll_mean'] == record['metrics']['nll_mean']
   history = {row['epoch']: row for row in record['history']}
